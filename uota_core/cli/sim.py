@@ -1,0 +1,136 @@
+"""`uota sim`: run a virtual board and reach into its flash."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from uota_core.errors import UotaError
+from uota_core.sim import VirtualBoard
+from uota_core.sim.board import DEFAULT_BAUD, DEFAULT_HEAP
+from uota_core.sim.flash import FlashImage
+
+STATE_HELP = "Board state directory (flash image, identity, serial symlink). Created if missing."
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def sim() -> None:
+    """Virtual boards: the real device code in a MicroPython VM, with flash, serial and network."""
+
+
+@sim.command()
+@click.option("--state", "state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@click.option("--name", help="Board name; its hostname is <name>.local. Default: the state dir's name.")
+@click.option("--baud", default=DEFAULT_BAUD, show_default=True, type=click.IntRange(min=0),
+              help="Serial line rate both ways (10 bits per byte); 0 for unthrottled.")
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="MicroPython heap, e.g. 128K (ESP32 without PSRAM) or 2M.")
+@click.option("--flash-size", type=click.IntRange(min=65536), default=None,
+              help="Flash size in bytes for a new board (default 2 MB).")
+@click.option("--addr", help="Loopback address to use (default: a free 127.0.0.N).")
+@click.option("--erase", is_flag=True, help="Erase and reformat the flash before booting.")
+@click.option("--no-mdns", is_flag=True, help="Don't announce <name>.local over mDNS.")
+def run(state: Path, name: str | None, baud: int, heap: str, flash_size: int | None, addr: str | None,
+        erase: bool, no_mdns: bool) -> None:
+    """Run one virtual board in the foreground until Ctrl-C or SIGTERM.
+
+    Prints one ready line once boot.py has started:
+    serial=<port> host=<addr> hostname=<name>.local state=<dir>
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        board = VirtualBoard(state, name=name, baud=baud or None, heap=heap, flash_size=flash_size,
+                             addr=addr, erase=erase, mdns=not no_mdns)
+        board.start()
+    except UotaError as exc:
+        _fail(exc)
+    try:
+        click.echo(f"serial={board.serial_port} host={board.host} hostname={board.hostname} state={board.state_dir}")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        board.stop()
+
+
+def _flash(state: Path) -> FlashImage:
+    try:
+        import json
+
+        ident = json.loads((state / "board.json").read_text())
+        return FlashImage(state / "flash.bin", int(ident["flash_size"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UotaError(f"{state} is not a virtual board state directory ({exc})") from None
+
+
+@sim.command("ls")
+@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@click.argument("path", default="/")
+def ls_cmd(state: Path, path: str) -> None:
+    """List a directory on the board's flash (board stopped or running)."""
+    try:
+        for name in _flash(state).listdir(path):
+            click.echo(name)
+    except (UotaError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@sim.command("cat")
+@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@click.argument("path")
+def cat_cmd(state: Path, path: str) -> None:
+    """Print a file from the board's flash."""
+    try:
+        sys.stdout.buffer.write(_flash(state).read_file(path))
+    except (UotaError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@sim.command("put")
+@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path")
+def put_cmd(state: Path, local: Path, path: str) -> None:
+    """Copy a local file onto a stopped board's flash."""
+    try:
+        _require_stopped(state)
+        _flash(state).write_file(path, local.read_bytes())
+    except (UotaError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+@sim.command("rm")
+@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@click.argument("path")
+def rm_cmd(state: Path, path: str) -> None:
+    """Delete a file from a stopped board's flash."""
+    try:
+        _require_stopped(state)
+        _flash(state).remove(path)
+    except (UotaError, FileNotFoundError) as exc:
+        _fail(exc)
+
+
+def _require_stopped(state: Path) -> None:
+    import fcntl
+    import os
+
+    lock = state / "lock"
+    if not lock.exists():
+        return
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise UotaError(f"the board in {state} is running: stop it before writing its flash") from None
+    finally:
+        os.close(fd)

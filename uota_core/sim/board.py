@@ -1,0 +1,437 @@
+"""`VirtualBoard`: an ESP32 stand-in that tests and users reach like the real thing."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from uota_core.errors import BoardError
+from uota_core.sim.console import Console
+from uota_core.sim.flash import DEFAULT_FLASH_SIZE, FlashImage
+from uota_core.sim.network import AddressLease, MdnsAnnouncer
+from uota_core.sim.uart import Faults, LineStats, UartLine
+from uota_core.sim.vm import (
+    HARD_RESET,
+    PWRON_RESET,
+    SOFT_RESET,
+    BootConfig,
+    ControlParser,
+    VmProcess,
+    find_micropython,
+    parse_heap,
+)
+
+DEFAULT_BAUD = 115200
+DEFAULT_HEAP = "128K"
+GPIO_SLOTS = 128
+BOOT_TIMEOUT = 15.0
+
+# What the ESP32 ROM prints on its UART before any firmware runs.
+_ROM_BANNER = "ets Jun  8 2016 00:22:57\r\n\r\nrst:{code} ({why}),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
+_ROM_REASONS = {PWRON_RESET: ("0x1", "POWERON_RESET"), HARD_RESET: ("0x1", "POWERON_RESET"),
+                SOFT_RESET: ("0xc", "SW_CPU_RESET")}
+
+
+def _hostname_from(name: str) -> str:
+    host = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return host[:63] or "uota-board"
+
+
+class VirtualBoard:
+    """A virtual ESP32: MicroPython VM, LittleFS flash, serial pty, loopback address, mDNS name.
+
+    Use as a context manager; the board is powered on when the block starts and the
+    supervisor shuts down cleanly at its end. The state directory keeps the flash and
+    the board's identity between runs.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        name: str | None = None,
+        baud: int | None = DEFAULT_BAUD,
+        heap: int | str = DEFAULT_HEAP,
+        flash_size: int | None = None,
+        addr: str | None = None,
+        erase: bool = False,
+        mdns: bool = True,
+        micropython: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self._requested_name = name
+        self.baud = baud
+        self.heap = parse_heap(heap)
+        self._flash_size = flash_size
+        self._explicit_addr = addr
+        self._erase = erase
+        self._mdns_enabled = mdns
+        self._micropython_path = micropython
+        self._console = Console()
+        self._lock = threading.RLock()
+        self._vm: VmProcess | None = None
+        self._booted = threading.Event()
+        self._repl = threading.Condition()
+        self.repl_mode: str | None = None  # 'friendly'/'raw' while the REPL waits for input
+        self._reset_cause = PWRON_RESET
+        self._uart: UartLine | None = None
+        self._lease: AddressLease | None = None
+        self._mdns: MdnsAnnouncer | None = None
+        self._lock_fd: int | None = None
+        self._identity: dict[str, object] = {}
+        self._started = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> "VirtualBoard":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self, power_on: bool = True) -> "VirtualBoard":
+        """Prepare the state dir, claim an address, open the serial port, power on."""
+        if self._started:
+            return self
+        try:
+            self._micropython = find_micropython(self._micropython_path)
+            self._prepare_state()
+            self._lease = AddressLease(self._explicit_addr, preferred=str(self._identity.get("addr", "")))
+            self._identity["addr"] = self._lease.addr
+            self._save_identity()
+            self._uart = UartLine(self.baud, self._console.append, self._interrupt_vm)
+            self._link_serial()
+            if self._mdns_enabled:
+                self._mdns = MdnsAnnouncer(self.hostname, self.host, {"id": self.uid, "board": "virtual"})
+            self._started = True
+            if power_on:
+                self.power_on()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Power off and release everything (address, port, state dir lock)."""
+        with self._lock:
+            if self._vm:
+                self._vm.kill()
+                self._vm = None
+        if self._mdns:
+            self._mdns.close()
+            self._mdns = None
+        if self._uart:
+            self._uart.close()
+            self._uart = None
+        link = self.state_dir / "serial"
+        if link.is_symlink():
+            link.unlink()
+        if self._lease:
+            self._lease.release()
+            self._lease = None
+        self._console.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._started = False
+
+    close = stop
+
+    def _prepare_state(self) -> None:
+        sd = self.state_dir
+        if sd.exists() and not sd.is_dir():
+            raise BoardError(f"{sd} is a file, not a board state directory")
+        sd.mkdir(parents=True, exist_ok=True)
+        ident_path = sd / "board.json"
+        if ident_path.exists():
+            try:
+                self._identity = json.loads(ident_path.read_text())
+                if not isinstance(self._identity, dict) or "uid" not in self._identity:
+                    raise ValueError("no uid")
+            except (ValueError, OSError) as exc:
+                raise BoardError(f"{ident_path} is damaged ({exc}): repair it or use a new state directory") from None
+        elif any(p.name not in ("lock", "console.log") for p in sd.iterdir()):
+            raise BoardError(
+                f"{sd} is not a virtual board state directory (no board.json) and is not empty: "
+                "give an empty or new directory"
+            )
+        self._lock_fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise BoardError(f"board state {sd} is in use by another running virtual board; stop that one first") from None
+        os.ftruncate(self._lock_fd, 0)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+
+        ident = self._identity
+        stored_size = ident.get("flash_size")
+        if self._flash_size and stored_size and self._flash_size != stored_size and not self._erase:
+            raise BoardError(
+                f"{sd} holds a {stored_size}-byte flash; use --erase to make a new {self._flash_size}-byte one"
+            )
+        ident["flash_size"] = self._flash_size or stored_size or DEFAULT_FLASH_SIZE
+        ident.setdefault("uid", "24" + secrets.token_hex(5))  # 6 bytes, Espressif-like prefix
+        ident["name"] = self._requested_name or ident.get("name") or sd.name
+        ident["hostname"] = _hostname_from(str(ident["name"]))
+        self._save_identity()
+
+        self.flash = FlashImage(sd / "flash.bin", int(ident["flash_size"]))
+        if self._erase or not self.flash.path.exists():
+            self.flash.create()
+        else:
+            self.flash.check()
+        gpio = sd / "gpio.bin"
+        if not gpio.exists() or gpio.stat().st_size != GPIO_SLOTS * 4:
+            gpio.write_bytes(bytes(GPIO_SLOTS * 4))
+        self._console.open_log(sd / "console.log")
+
+    def _save_identity(self) -> None:
+        path = self.state_dir / "board.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._identity, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def _link_serial(self) -> None:
+        assert self._uart
+        link = self.state_dir / "serial"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(self._uart.port)
+
+    # ---- identity -----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self._identity.get("name", ""))
+
+    @property
+    def hostname(self) -> str:
+        """The board's mDNS name, `<name>.local`."""
+        return f"{self._identity.get('hostname', '')}.local"
+
+    @property
+    def host(self) -> str:
+        """The board's own IPv4 address (127.0.0.N)."""
+        return str(self._identity.get("addr", ""))
+
+    @property
+    def uid(self) -> str:
+        return str(self._identity.get("uid", ""))
+
+    @property
+    def serial_port(self) -> str:
+        """The board's USB serial port (a pty); `<state>/serial` links to it."""
+        if not self._uart:
+            raise BoardError("the virtual board is not started")
+        return self._uart.port
+
+    @property
+    def mdns_registered(self) -> threading.Event:
+        if not self._mdns:
+            raise BoardError("mDNS is disabled for this board")
+        return self._mdns.registered
+
+    # ---- console ------------------------------------------------------------------------
+
+    @property
+    def console(self) -> str:
+        """Everything the board printed on its serial port (ROM banners, REPL, app output)."""
+        return self._console.text()
+
+    def console_mark(self) -> int:
+        """An offset for `expect(since=...)`: only output after this point counts."""
+        return self._console.mark()
+
+    def expect(self, pattern: str | bytes, timeout: float = 5.0, since: int = 0) -> "re.Match[bytes]":
+        """Wait for a regex on the console; a timeout shows the output seen so far."""
+        return self._console.expect(pattern, timeout, since)
+
+    # ---- power --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        vm = self._vm
+        return vm is not None and vm.alive()
+
+    def power_on(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Boot from power-on; returns once boot.py has started."""
+        with self._lock:
+            if self.running:
+                return
+            self._boot(PWRON_RESET, "friendly")
+        self._wait_booted(timeout)
+
+    def power_cut(self) -> None:
+        """Cut the power at this instant: SIGKILL, nothing flushed, unread serial input lost."""
+        with self._lock:
+            if self._vm:
+                self._vm.kill()
+                self._vm = None
+            if self._uart:
+                self._uart.discard_board_input()
+                self._uart.interrupt_char = -1
+            self._set_repl(None)
+
+    def reset(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Press the reset (EN) button; returns once boot.py has started."""
+        with self._lock:
+            if self._vm:
+                self._vm.kill()
+                self._vm = None
+            if self._uart:
+                self._uart.discard_board_input()
+            self._boot(HARD_RESET, "friendly")
+        self._wait_booted(timeout)
+
+    def _boot(self, cause: int, repl_mode: str, rom_banner: bool = True) -> None:
+        assert self._uart
+        self._booted.clear()
+        self._set_repl(None)
+        self._uart.interrupt_char = -1
+        if cause != self._reset_cause or rom_banner:
+            self._reset_cause = cause
+        if rom_banner:
+            code, why = _ROM_REASONS[cause]
+            self._uart.inject_board_output(_ROM_BANNER.format(code=code, why=why).encode())
+        parser = ControlParser()
+        holder: list[VmProcess] = []
+        ctl_w = self._uart.new_control_pipe(lambda data: self._on_control(holder, parser, data))
+        boot = BootConfig(
+            flash=self.flash.path,
+            flash_blocks=self.flash.block_count,
+            gpio=self.state_dir / "gpio.bin",
+            addr=self.host,
+            hostname=str(self._identity["hostname"]),
+            uid=self.uid,
+            reset_cause=cause,
+            repl_mode=repl_mode,
+        )
+        try:
+            vm = VmProcess(self._micropython, self.heap, boot, self._uart.vm_stdin, self._uart.vm_stdout, ctl_w)
+        finally:
+            os.close(ctl_w)
+        holder.append(vm)
+        self._vm = vm
+
+    def _wait_booted(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._booted.wait(0.05):
+            vm = self._vm
+            if vm is None or not vm.alive():
+                time.sleep(0.05)  # let the IO thread collect the VM's last words
+                raise BoardError(f"the virtual board did not boot: {self._console.tail(400).strip() or 'VM exited'}")
+            if time.monotonic() > deadline:
+                raise BoardError(f"the virtual board did not reach boot.py within {timeout:.0f} s")
+
+    # ---- control messages (IO thread) ---------------------------------------------------
+
+    def _on_control(self, holder: list[VmProcess], parser: ControlParser, data: bytes) -> None:
+        for kind, payload in parser.feed(data):
+            if kind == "text":
+                self._console.append(payload)
+                continue
+            with self._lock:
+                if not holder or holder[0] is not self._vm:
+                    return  # a message from a VM that has since been killed
+                self._handle(payload.decode(errors="replace").split())
+
+    def _handle(self, words: list[str]) -> None:
+        assert self._uart
+        if not words:
+            return
+        if words[0] == "boot":
+            self._booted.set()
+        elif words[0] == "repl" and len(words) > 1:
+            self._set_repl(words[1])
+        elif words[0] == "intr" and len(words) > 1:
+            self._uart.interrupt_char = int(words[1])
+        elif words[0] == "reset" and len(words) > 1:
+            self._uart.collect_board_output()
+            if self._vm:
+                self._vm.kill()
+            if words[1] == "soft":
+                mode = words[2] if len(words) > 2 else "friendly"
+                self._boot(self._reset_cause, mode, rom_banner=False)
+            else:
+                self._boot(SOFT_RESET, "friendly")
+
+    def _set_repl(self, mode: str | None) -> None:
+        with self._repl:
+            self.repl_mode = mode
+            self._repl.notify_all()
+
+    def _interrupt_vm(self) -> None:
+        vm = self._vm
+        if vm:
+            vm.interrupt()
+
+    def wait_repl(self, mode: str | None = None, timeout: float = 10.0) -> str:
+        """Wait until the REPL waits for input (in `mode`, if given); returns the mode."""
+        with self._repl:
+            ok = self._repl.wait_for(
+                lambda: self.repl_mode is not None and (mode is None or self.repl_mode == mode), timeout
+            )
+            if not ok:
+                raise BoardError(f"the board's REPL was not ready within {timeout} s (mode now {self.repl_mode})")
+            return str(self.repl_mode)
+
+    # ---- flash, GPIO, link --------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes:
+        """A file from the flash. While running this reads the last committed state."""
+        return self.flash.read_file(path)
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        """Write a file into the flash; only while powered off (the VM owns a running flash)."""
+        if self.running:
+            raise BoardError("the virtual board is running: power_cut() it before writing its flash from the host")
+        self.flash.write_file(path, data.encode() if isinstance(data, str) else data)
+
+    def listdir(self, path: str = "/") -> list[str]:
+        return self.flash.listdir(path)
+
+    def _gpio(self, slot: int, value: int | None = None) -> int:
+        if not 0 <= slot < GPIO_SLOTS:
+            raise BoardError(f"GPIO slot {slot} out of range")
+        with open(self.state_dir / "gpio.bin", "r+b", buffering=0) as f:
+            if value is not None:
+                os.pwrite(f.fileno(), int(value).to_bytes(4, "little", signed=True), slot * 4)
+                return value
+            return int.from_bytes(os.pread(f.fileno(), 4, slot * 4), "little", signed=True)
+
+    def set_pin(self, pin: int, level: int) -> None:
+        """Drive an input pin's level, as a test fixture would on a real rig."""
+        self._gpio(pin, 1 if level else 0)
+
+    def get_pin(self, pin: int) -> int:
+        """The level the board drives (or was last driven to) on a pin."""
+        return self._gpio(pin)
+
+    def set_adc(self, pin: int, raw: int) -> None:
+        """The raw 12-bit value `ADC(Pin(pin)).read()` returns on the board."""
+        self._gpio(64 + pin, max(0, min(4095, raw)))
+
+    def set_faults(self, drop: float = 0.0, corrupt: float = 0.0, cut: bool = False,
+                   seed: int | None = None) -> None:
+        """Damage the serial line: per-byte drop/corrupt rates, or cut it entirely."""
+        if not (0 <= drop <= 1 and 0 <= corrupt <= 1):
+            raise BoardError("fault rates are fractions between 0 and 1")
+        if not self._uart:
+            raise BoardError("the virtual board is not started")
+        self._uart.set_faults(Faults(drop=drop, corrupt=corrupt, cut=cut, seed=seed))
+
+    @property
+    def line_stats(self) -> LineStats:
+        if not self._uart:
+            raise BoardError("the virtual board is not started")
+        return self._uart.stats

