@@ -422,13 +422,19 @@ class VirtualBoard:
         self._gpio(64 + pin, max(0, min(4095, raw)))
 
     def set_faults(self, drop: float = 0.0, corrupt: float = 0.0, cut: bool = False,
-                   seed: int | None = None) -> None:
-        """Damage the serial line: per-byte drop/corrupt rates, or cut it entirely."""
+                   seed: int | None = None, direction: str = "both") -> None:
+        """Damage the serial line: per-byte drop/corrupt rates, or cut it entirely.
+
+        `direction` limits drops and corruption to "to_board" or "to_host" bytes.
+        Call with no arguments to repair the line.
+        """
         if not (0 <= drop <= 1 and 0 <= corrupt <= 1):
             raise BoardError("fault rates are fractions between 0 and 1")
+        if direction not in ("both", "to_board", "to_host"):
+            raise BoardError(f"fault direction {direction!r} is not both, to_board or to_host")
         if not self._uart:
             raise BoardError("the virtual board is not started")
-        self._uart.set_faults(Faults(drop=drop, corrupt=corrupt, cut=cut, seed=seed))
+        self._uart.set_faults(Faults(drop=drop, corrupt=corrupt, cut=cut, seed=seed, direction=direction))
 
     @property
     def line_stats(self) -> LineStats:

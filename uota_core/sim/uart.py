@@ -41,6 +41,7 @@ class Faults:
     corrupt: float = 0.0
     cut: bool = False
     seed: int | None = None
+    direction: str = "both"  # "both", "to_board" or "to_host"
 
 
 @dataclass
@@ -189,7 +190,9 @@ class UartLine:
         rate = _SPEEDS.get(speed)
         return rate is None or rate == self.baud
 
-    def _damage(self, data: bytes) -> bytes:
+    def _damage(self, data: bytes, direction: str) -> bytes:
+        if not data:
+            return data
         faults = self.faults
         if faults.cut:
             self.stats.lost_while_cut += len(data)
@@ -198,7 +201,7 @@ class UartLine:
             # Wrong baud: the receiver samples garbage, on both sides.
             self.stats.garbled_baud += len(data)
             return bytes(self._rng.randrange(256) for _ in data)
-        if not (faults.drop or faults.corrupt):
+        if not (faults.drop or faults.corrupt) or faults.direction not in ("both", direction):
             return data
         out = bytearray()
         for b in data:
@@ -298,8 +301,8 @@ class UartLine:
                         self._queue(self._rx, data)
             now = time.monotonic()
             with self._lock:
-                self._deliver_to_board(self._damage(self._take(self._rx, now)))
-                self._write_host(self._damage(self._take(self._tx, now)), connected)
+                self._deliver_to_board(self._damage(self._take(self._rx, now), "to_board"))
+                self._write_host(self._damage(self._take(self._tx, now), "to_host"), connected)
 
     @staticmethod
     def _queue(d: _Direction, data: bytes) -> None:

@@ -1,0 +1,107 @@
+"""The serial line: baud-rate throttle both ways and injected faults."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from serial_helpers import enter_raw, open_port, raw_exec, read_until
+from uota_core.sim import VirtualBoard
+
+pytestmark = pytest.mark.timeout(90)
+
+SIZE = 20 * 1024
+LINE_RATE = 115200 / 10
+
+
+def test_board_to_host_is_throttled_to_115200(board: VirtualBoard) -> None:
+    port = open_port(board)
+    enter_raw(board, port)
+    port.write(b"import sys\nsys.stdout.write('x' * %d)\x04" % SIZE)
+    read_until(port, b"OK")
+    t0 = time.monotonic()
+    data = read_until(port, b"\x04", timeout=30)
+    elapsed = time.monotonic() - t0
+    assert data.count(b"x") == SIZE
+    assert elapsed >= 1.7, f"{SIZE} bytes took {elapsed:.2f} s, faster than 115200 baud allows"
+
+
+def test_host_to_board_is_throttled_to_115200(board: VirtualBoard) -> None:
+    port = open_port(board)
+    enter_raw(board, port)
+    payload = bytes(range(256)) * (SIZE // 256)
+    port.write(
+        b"import sys, hashlib\n"
+        b"h = hashlib.sha256(); n = 0\n"
+        b"while n < %d:\n"
+        b"    b = sys.stdin.buffer.read(min(256, %d - n)); n += len(b); h.update(b)\n"
+        b"print(n, h.digest().hex())\x04" % (SIZE, SIZE)
+    )
+    read_until(port, b"OK")
+    t0 = time.monotonic()
+    # Feed it in pieces the board's 4 KB receive buffer can hold, as a careful host would.
+    for i in range(0, SIZE, 1024):
+        port.write(payload[i:i + 1024])
+        port.flush()
+    out = read_until(port, b"\x04", timeout=30)
+    elapsed = time.monotonic() - t0
+    n, digest = out.split()[:2]
+    assert int(n) == SIZE and digest.decode() == hashlib.sha256(payload).hexdigest()
+    assert elapsed >= 1.7, f"{SIZE} bytes took {elapsed:.2f} s, faster than 115200 baud allows"
+    assert board.line_stats.rx_overflow == 0
+
+
+def _collect_until_prompt(port, timeout: float = 10.0) -> bytes:
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not got.endswith(b"\x04>"):
+        got += port.read(4096)
+    return bytes(got)
+
+
+def test_dropped_bytes_are_observable(fast_board: VirtualBoard) -> None:
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    fast_board.set_faults(drop=0.05, seed=7, direction="to_host")
+    port.write(b"print('d' * 4000)\x04")
+    got = _collect_until_prompt(port)
+    assert fast_board.line_stats.dropped > 0
+    assert 3000 < got.count(b"d") < 4000
+
+
+def test_corrupted_bytes_are_observable(fast_board: VirtualBoard) -> None:
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    fast_board.set_faults(corrupt=0.05, seed=7, direction="to_host")
+    port.write(b"print('c' * 4000)\x04")
+    got = _collect_until_prompt(port)
+    assert fast_board.line_stats.corrupted > 0
+    assert 3000 < got.count(b"c") < 4000
+    fast_board.set_faults()
+    enter_raw(fast_board, port)
+    out, _ = raw_exec(port, "print('clean')")
+    assert out.strip() == b"clean"
+
+
+def test_cut_link_passes_nothing_until_restored(fast_board: VirtualBoard) -> None:
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    fast_board.set_faults(cut=True)
+    port.write(b"print('lost')\x04")
+    assert port.read(100) == b""
+    assert fast_board.line_stats.lost_while_cut > 0
+    fast_board.set_faults()
+    enter_raw(fast_board, port)
+    out, _ = raw_exec(port, "print('back')")
+    assert out.strip() == b"back"
+
+
+def test_wrong_baud_rate_garbles_the_line(board: VirtualBoard) -> None:
+    port = open_port(board, baud=9600)
+    board.wait_repl("friendly")
+    port.write(b"print(12345)\r")
+    seen = port.read(200)
+    assert b"12345" not in seen
+    assert board.line_stats.garbled_baud > 0

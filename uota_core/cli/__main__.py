@@ -1,0 +1,3 @@
+from uota_core.cli import main
+
+main()
