@@ -1,0 +1,142 @@
+# Filesystem helpers for the OTA stack. ROOT is '' on a board; the host's unit tests point
+# it at a temp dir so the same code runs under the plain unix port.
+import os
+import json
+
+ROOT = ""
+
+STAGE = "ota_stage"
+PREV = "ota_prev"
+MANIFEST = "ota_manifest.json"
+JOURNAL = "ota_journal.json"
+BOOT_STATE = "ota_boot.json"
+SECRETS = "config/.ota.secrets.json"
+CONFIG = "config/ota.json"
+
+
+def full(rel):
+    return ROOT + "/" + rel
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def is_dir(path):
+    try:
+        return os.stat(path)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def makedirs_for(path):
+    # mkdir every missing parent of `path` (an absolute device path)
+    i = path.find("/", 1)
+    while i > 0:
+        d = path[:i]
+        if d and not is_dir(d):
+            try:
+                os.mkdir(d)
+            except OSError:
+                pass
+        i = path.find("/", i + 1)
+
+
+def remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def rmtree(path):
+    if not is_dir(path):
+        remove(path)
+        return
+    for name in os.listdir(path):
+        rmtree(path + "/" + name)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def prune_dirs(path, stop):
+    # remove now-empty parent directories of `path`, up to (not including) `stop`
+    i = path.rfind("/")
+    while i > len(stop):
+        d = path[:i]
+        try:
+            if os.listdir(d):
+                return
+            os.rmdir(d)
+        except OSError:
+            return
+        i = d.rfind("/")
+
+
+def walk(top, rel=""):
+    # yields paths relative to `top` of every file below it
+    try:
+        names = os.listdir(top + "/" + rel if rel else (top or "/"))
+    except OSError:
+        return
+    for name in names:
+        r = rel + "/" + name if rel else name
+        if is_dir(top + "/" + r):
+            yield from walk(top, r)
+        else:
+            yield r
+
+
+def move(src, dst):
+    makedirs_for(dst)
+    try:
+        os.rename(src, dst)  # LittleFS replaces dst atomically
+    except OSError:
+        # FAT refuses to rename over an existing file: not atomic, but still completes
+        remove(dst)
+        os.rename(src, dst)
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path, obj):
+    # write-then-rename: a power cut leaves the old or the new content, never half a file
+    tmp = path + ".tmp"
+    makedirs_for(path)
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    move(tmp, path)
+
+
+def sha256_file(path, buf):
+    import hashlib
+    import binascii
+
+    h = hashlib.sha256()
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return binascii.hexlify(h.digest()).decode()

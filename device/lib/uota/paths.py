@@ -1,0 +1,40 @@
+# Which paths an OTA client may touch. Checked on the device because the host can't be
+# trusted to check them (docs/protocol.md, "Paths").
+MAX_LEN = 128
+
+
+def check(path):
+    """None if `path` is an acceptable relative device path, else the reason."""
+    if not path or len(path) > MAX_LEN:
+        return "empty or longer than %d bytes" % MAX_LEN
+    if path[0] == "/":
+        return "absolute"
+    for ch in path:
+        if ch in "\\;\x7f" or ch < " ":
+            return "bad character %r" % ch
+    for seg in path.split("/"):
+        if seg in ("", ".", ".."):
+            return "empty, '.' or '..' segment"
+    return None
+
+
+def reserved(path):
+    # the OTA stack itself, its state and the device secrets: never written or deleted by OTA
+    return (
+        path == "boot.py"
+        or path.startswith("lib/uota/")
+        or path.startswith("ota_")
+        or path == "config/.ota.secrets.json"
+    )
+
+
+def secret(path):
+    return path.startswith("ota_") or path == "config/.ota.secrets.json"
+
+
+def deletable(path):
+    return not reserved(path) and not path.startswith("data/")
+
+
+def wipeable(path):
+    return deletable(path) and not path.startswith("lib/") and not path.startswith("config/")

@@ -1,0 +1,197 @@
+# RemoteIO on the device: print() output streamed to every listener, and named handlers
+# called by the host. JSON frames, one per line (docs/protocol.md "RemoteIO").
+#
+#   import uota.remoteio as remoteio
+#   @remoteio.on("set_led")
+#   def _(state=False): ...
+#
+# The app's print() only appends to a bounded buffer under a lock; sockets are touched by
+# the OTA event loop alone, so a slow or vanished listener can never block the app.
+import json
+import time
+import _thread
+
+MAX_CLIENTS = 4
+PENDING_LIMIT = 2048  # print text waiting for the event loop
+OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped
+IN_LIMIT = 2048
+
+_handlers = {}
+_pending = []
+_pending_len = 0
+_lock = _thread.allocate_lock()
+_clients = []
+_orig_print = None
+_boot_ticks = time.ticks_ms()
+version = ""
+
+
+def on(name):
+    """Register a handler: @remoteio.on('name'); it is called with the host's keyword arguments."""
+
+    def register(fn):
+        _handlers[name] = fn
+        return fn
+
+    return register
+
+
+def _builtin_version():
+    return {"version": version}
+
+
+def _builtin_free_mem():
+    import gc
+
+    gc.collect()
+    return gc.mem_free()
+
+
+_handlers["ping"] = lambda: "pong"
+_handlers["version"] = _builtin_version
+_handlers["free_mem"] = _builtin_free_mem
+_handlers["uptime_ms"] = lambda: time.ticks_diff(time.ticks_ms(), _boot_ticks)
+
+
+def _capture(text):
+    global _pending_len
+    with _lock:
+        _pending.append(text)
+        _pending_len += len(text)
+        while _pending_len > PENDING_LIMIT and len(_pending) > 1:
+            _pending_len -= len(_pending.pop(0))
+
+
+def _print(*args, sep=" ", end="\n", file=None):
+    if file is not None:
+        _orig_print(*args, sep=sep, end=end, file=file)
+        return
+    _orig_print(*args, sep=sep, end=end)
+    if _clients:
+        _capture((" " if sep is None else sep).join([str(a) for a in args]) + ("\n" if end is None else end))
+
+
+def install():
+    """Route print() through the capture hook (idempotent)."""
+    global _orig_print
+    import builtins
+
+    if _orig_print is None:
+        _orig_print = builtins.print
+        builtins.print = _print
+
+
+def uninstall():
+    global _orig_print
+    import builtins
+
+    if _orig_print is not None:
+        builtins.print = _orig_print
+        _orig_print = None
+
+
+class _Client:
+    def __init__(self, sock):
+        self.sock = sock
+        self.inbuf = b""
+        self.out = bytearray()
+
+
+def _call(frame):
+    fid = frame.get("id")
+    name = frame.get("call")
+    fn = _handlers.get(name)
+    if fn is None:
+        return {"id": fid, "e": "no handler named %r" % (name,)}
+    args = frame.get("args") or {}
+    try:
+        value = fn(**args)
+    except Exception as e:  # the handler's failure is the caller's answer, not ours
+        return {"id": fid, "e": "%s: %s" % (type(e).__name__, e)}
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return {"id": fid, "e": "result is not JSON serializable: %r" % (value,)}
+    return {"id": fid, "r": value}
+
+
+def _drop(c):
+    try:
+        c.sock.close()
+    except OSError:
+        pass
+    if c in _clients:
+        _clients.remove(c)
+
+
+def _read(c):
+    try:
+        data = c.sock.recv(512)
+    except OSError as e:
+        if e.args and e.args[0] in (11, 110, 116):  # EAGAIN / timeout: nothing yet
+            return
+        _drop(c)
+        return
+    if not data:
+        _drop(c)
+        return
+    c.inbuf += data
+    while True:
+        i = c.inbuf.find(b"\n")
+        if i < 0:
+            break
+        line, c.inbuf = c.inbuf[:i], c.inbuf[i + 1 :]
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            frame = None
+        if isinstance(frame, dict) and "call" in frame:
+            c.out += json.dumps(_call(frame)).encode() + b"\n"
+    if len(c.inbuf) > IN_LIMIT:
+        _drop(c)
+
+
+def _flush(c):
+    if not c.out:
+        return
+    try:
+        n = c.sock.send(c.out)
+    except OSError as e:
+        if e.args and e.args[0] in (11, 110, 116):
+            return
+        _drop(c)
+        return
+    if n:
+        c.out = c.out[n:]
+
+
+def poll(transport):
+    """One non-blocking round: accept, read calls, run handlers, ship prints, flush."""
+    global _pending, _pending_len
+    conn = transport.accept_remoteio()
+    if conn is not None:
+        if len(_clients) >= MAX_CLIENTS:
+            _drop(_clients[0])
+        _clients.append(_Client(conn))
+    if not _clients:
+        return False
+    for c in list(_clients):
+        _read(c)
+    if _pending:
+        with _lock:
+            texts, _pending, _pending_len = _pending, [], 0
+        for text in texts:
+            frame = json.dumps({"p": text}).encode() + b"\n"
+            for c in _clients:
+                if len(c.out) + len(frame) <= OUT_LIMIT:
+                    c.out += frame
+    busy = False
+    for c in list(_clients):
+        _flush(c)
+        busy = busy or bool(c.out)
+    return busy
+
+
+def close_all():
+    for c in list(_clients):
+        _drop(c)

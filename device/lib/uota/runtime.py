@@ -1,0 +1,126 @@
+# What boot.py runs: the boot guard, then the app (/main.py) in its own thread, then the
+# OTA event loop in the main thread, which never returns (Ctrl-C on the serial port stops it
+# so the REPL comes up, as on any MicroPython board).
+import sys
+import time
+import gc
+import _thread
+from uota import fs, boot_guard, remoteio
+
+CRASH_GRACE_MS = 2000  # lets a host finish talking to the board before the guard resets it
+
+_app = {"state": "starting", "at": 0}
+
+
+def _print_exception(e):
+    # through print(), so RemoteIO listeners see the traceback too
+    import io
+
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    print(buf.getvalue(), end="")
+
+
+def _run_app():
+    _app["state"] = "running"
+    try:
+        import main  # noqa: F401  (the user's /main.py: runs the app)
+
+        _app["state"] = "returned"
+    except SystemExit:
+        _app["state"] = "returned"
+    except BaseException as e:  # any app failure must leave the OTA loop running
+        print("uota: the app crashed:")
+        _print_exception(e)
+        _app["at"] = time.ticks_ms()
+        _app["state"] = "crashed"
+
+
+def _serve(stream):
+    from uota.session import Session
+
+    reset = False
+    try:
+        reset = Session(stream).run()
+    except Exception as e:  # a session bug must not take the OTA server down
+        print("uota: OTA session failed:")
+        _print_exception(e)
+    finally:
+        stream.close()
+        sys.modules.pop("uota.session", None)
+        gc.collect()
+    if reset:
+        import machine
+
+        time.sleep_ms(50)
+        machine.reset()
+
+
+def _guard_tick(healthy_ms, started):
+    if boot_guard.is_clean():
+        return
+    state = _app["state"]
+    if state == "returned" or (state == "running" and time.ticks_diff(time.ticks_ms(), started) >= healthy_ms):
+        boot_guard.mark_clean()
+    elif state == "crashed" and time.ticks_diff(time.ticks_ms(), _app["at"]) >= CRASH_GRACE_MS:
+        from uota import commit
+
+        if commit.can_rollback():
+            import machine
+
+            print("uota: unclean boot %d; resetting" % boot_guard.unclean_count())
+            machine.reset()
+        _app["state"] = "crashed-kept"  # nothing to roll back to: stay up for a fix
+
+
+def _transports(cfg):
+    found = []
+    for name in cfg.get("transports") or ["wifi_tcp"]:
+        if name == "wifi_tcp":
+            from uota.transports.wifi_tcp import WifiTcp
+
+            found.append(WifiTcp(cfg))
+        else:
+            print("uota: transport %s is not available here" % name)
+    return found
+
+
+def main():
+    started = time.ticks_ms()
+    outcome = boot_guard.boot()
+    if outcome != "ok":
+        print("uota: boot guard: %s" % outcome)
+    cfg = fs.read_json(fs.full(fs.CONFIG), {})
+    if not isinstance(cfg, dict):
+        cfg = {}
+    man = fs.read_json(fs.full(fs.MANIFEST), {})
+    remoteio.version = man.get("version", "") if isinstance(man, dict) else ""
+    del man
+    sys.modules.pop("uota.commit", None)
+    gc.collect()
+    remoteio.install()
+    _thread.start_new_thread(_run_app, ())
+    healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
+    transports = _transports(cfg)
+    del cfg
+    gc.collect()
+    try:
+        while True:
+            busy = False
+            for t in transports:
+                if not t.poll():
+                    continue
+                stream = t.accept_ota()
+                if stream is not None:
+                    _serve(stream)
+                    busy = True
+                if remoteio.poll(t):
+                    busy = True
+            _guard_tick(healthy_ms, started)
+            if not busy:
+                time.sleep_ms(5)
+    finally:
+        remoteio.close_all()
+        for t in transports:
+            t.close()
+        remoteio.uninstall()

@@ -1,0 +1,111 @@
+"""`Link`: the byte stream every transport yields, with deadlines.
+
+The OTA `Session` and the `RemoteIOClient` speak through a Link and never know whether it
+is TCP, a UART or BLE underneath. Transports subclass `BufferedLink` and implement only
+`_send` and `_recv`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from uota_core.errors import UotaError
+
+DEFAULT_TIMEOUT = 10.0
+MAX_LINE = 64 * 1024
+
+
+class LinkError(UotaError):
+    """The link failed: unreachable, reset, or closed by the device."""
+
+
+class LinkTimeout(LinkError):
+    """The device did not answer within the deadline."""
+
+
+class LinkClosed(LinkError):
+    """The device closed the connection."""
+
+
+class Link(ABC):
+    """A byte stream with deadlines: write, read_exact, readline, close."""
+
+    name: str = "link"
+    timeout: float = DEFAULT_TIMEOUT
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read_exact(self, n: int, timeout: float | None = None) -> bytes: ...
+
+    @abstractmethod
+    def readline(self, timeout: float | None = None) -> bytes:
+        """One line including its b'\\n'."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class BufferedLink(Link):
+    """read_exact/readline over a `_recv` that returns whatever bytes arrive before a deadline."""
+
+    def __init__(self, name: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.name = name
+        self.timeout = timeout
+        self._buf = bytearray()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @abstractmethod
+    def _send(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _recv(self, max_bytes: int, deadline: float) -> bytes:
+        """Some bytes (b'' means the peer closed); raise LinkTimeout past the deadline."""
+
+    def write(self, data: bytes) -> None:
+        self._send(data)
+        self.bytes_sent += len(data)
+
+    def _deadline(self, timeout: float | None) -> float:
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
+    def _more(self, deadline: float) -> None:
+        chunk = self._recv(65536, deadline)
+        if not chunk:
+            raise LinkClosed(f"{self.name} closed the connection")
+        self.bytes_received += len(chunk)
+        self._buf += chunk
+
+    def read_exact(self, n: int, timeout: float | None = None) -> bytes:
+        deadline = self._deadline(timeout)
+        while len(self._buf) < n:
+            self._more(deadline)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def readline(self, timeout: float | None = None) -> bytes:
+        deadline = self._deadline(timeout)
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                line = bytes(self._buf[: i + 1])
+                del self._buf[: i + 1]
+                return line
+            if len(self._buf) > MAX_LINE:
+                raise LinkError(f"{self.name} sent a line longer than {MAX_LINE} bytes")
+            start = len(self._buf)
+            self._more(deadline)

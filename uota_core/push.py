@@ -1,0 +1,107 @@
+"""`uota fast` / `uota full`: an incremental, signed, atomic push of a project to a board."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from uota_core.config import Config
+from uota_core.errors import UotaError
+from uota_core.link import LinkError
+from uota_core.manifest import LocalFile, desired_files, local_manifest, protected_on_device
+from uota_core.session import DeviceError, Session
+
+# Called once before the transfer with (paths to send, their total bytes), then the
+# session reports each chunk through `on_chunk(path, nbytes)`.
+PlanCallback = Callable[[list[str], int], None]
+ChunkCallback = Callable[[str, int], None]
+
+
+@dataclass
+class PushResult:
+    sent: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+    version: str = ""
+    committed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"sent": self.sent, "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes,
+                "seconds": round(self.seconds, 3), "version": self.version, "committed": self.committed}
+
+    def summary(self) -> str:
+        if not self.committed:
+            return f"up to date: {len(self.skipped)} files unchanged, nothing sent (version {self.version})"
+        return (f"pushed version {self.version}: sent {len(self.sent)} files ({self.bytes} bytes), "
+                f"{len(self.skipped)} unchanged, {len(self.deleted)} deleted, in {self.seconds:.2f}s")
+
+
+class PushError(UotaError):
+    """A push failed; the device stays on its previous version."""
+
+
+def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
+         on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None) -> PushResult:
+    """Push the project's `mode` files over an open, authenticated session.
+
+    On success the device commits and resets (unless nothing changed). On failure the
+    staged files are discarded and the error says why.
+    """
+    if mode not in ("fast", "full"):
+        raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
+    started = time.monotonic()
+    version = version if version is not None else cfg["version"]
+    local = local_manifest(cfg, mode)
+    installed = session.installed()
+    desired = desired_files(local, installed.files, mode, cfg["fastOtaFiles"])
+    deleted = sorted(p for p in installed.files if p not in desired and not protected_on_device(p))
+    result = PushResult(version=version, deleted=deleted)
+    if not wipe and desired == installed.files and version == installed.version:
+        result.skipped = sorted(local)
+        result.seconds = time.monotonic() - started
+        return result
+    session.start_ota()
+    try:
+        session.send_manifest(desired, version, wipe=wipe)
+        need = sorted(local) if wipe else sorted(session.need())
+        unknown = [p for p in need if p not in local]
+        if unknown:
+            raise PushError(f"the device needs {unknown[0]}, which is not in this project: run `uota full`")
+        if on_plan:
+            on_plan(need, sum(local[p].size for p in need))
+        for path in need:
+            _send(session, local[path], on_chunk)
+            result.bytes += local[path].size
+        session.end_ota()
+    except (UotaError, OSError) as e:
+        _abort(session)
+        if isinstance(e, OSError):
+            raise PushError(f"push failed: {e}; nothing was installed") from None
+        raise
+    result.sent = need
+    result.skipped = sorted(p for p in local if p not in need)
+    result.committed = True
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _send(session: Session, f: LocalFile, on_chunk: ChunkCallback | None) -> None:
+    # the file is opened lazily by open_chunks(): one that vanished or shrank since it was
+    # hashed is padded by send_file, fails the device's sha256 check, and the push aborts
+    progress = (lambda n: on_chunk(f.path, n)) if on_chunk else None
+    try:
+        session.send_file(f.path, f.size, f.sha256, f.open_chunks(), progress)
+    except DeviceError as e:
+        raise PushError(f"{e}; nothing was installed") from None
+
+
+def _abort(session: Session) -> None:
+    """Discard the staged files; if the link is dead they stay staged until the next push."""
+    try:
+        session.abort()
+    except (LinkError, DeviceError):
+        pass

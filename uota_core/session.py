@@ -1,0 +1,246 @@
+"""The host side of the OTA protocol (docs/protocol.md) over any `Link`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from uota_core.auth import auth_response, manifest_signature, passwd_request, password_key
+from uota_core.errors import UotaError
+from uota_core.link import Link
+
+Progress = Callable[[int], None]  # called with the byte count of each chunk sent
+
+
+class DeviceError(UotaError):
+    """The device refused a request (an `error: ...` reply)."""
+
+
+class AuthError(DeviceError):
+    """Wrong or missing OTA password."""
+
+
+class SignatureError(DeviceError):
+    """The device refused the manifest signature."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    proto: int
+    id: str
+    nonce: str
+    auth: bool
+    signed: bool
+    version: str
+    release: int
+    free: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DeviceInfo":
+        return cls(proto=int(data.get("proto", 2)), id=str(data.get("id", "")), nonce=str(data.get("nonce", "")),
+                   auth=bool(data.get("auth")), signed=bool(data.get("signed")),
+                   version=str(data.get("version", "")), release=int(data.get("release", 0)),
+                   free=int(data.get("free", 0)))
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What the last commit installed on the device."""
+
+    version: str
+    release: int
+    files: dict[str, str]
+
+
+class Session:
+    """One connection to a device's OTA server."""
+
+    def __init__(self, link: Link, password: str = "", signing_key: str = "") -> None:
+        self.link = link
+        self.password = password
+        self.signing_key = signing_key
+        self.info: DeviceInfo | None = None
+        self.authenticated = False
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.link.close()
+
+    # -- framing --------------------------------------------------------------------
+
+    def _send_line(self, line: str) -> None:
+        self.link.write(line.encode() + b"\n")
+
+    def _reply(self, timeout: float | None = None) -> str:
+        return self.link.readline(timeout).decode(errors="replace").rstrip("\r\n")
+
+    def request(self, line: str, timeout: float | None = None) -> str:
+        """Send one command, return its reply line; an `error: ...` reply raises DeviceError."""
+        self._send_line(line)
+        return self._check(self._reply(timeout), line.split(" ", 1)[0])
+
+    def _check(self, reply: str, cmd: str) -> str:
+        if reply.startswith("error: "):
+            text = reply[7:]
+            if text in ("auth required", "auth failed"):
+                raise AuthError(f"the device refused `{cmd}`: {text}: set otaPassword in config/.ota.secrets.json "
+                                "to the password provisioned on the device (uota bootstrap / uota passwd)")
+            raise DeviceError(f"the device refused `{cmd}`: {text}")
+        return reply
+
+    def _blob(self, line: str, timeout: float | None = None) -> bytes:
+        size = self.request(line, timeout)
+        try:
+            n = int(size)
+        except ValueError:
+            raise DeviceError(f"unexpected reply to `{line}`: {size!r}") from None
+        return self.link.read_exact(n, timeout)
+
+    # -- handshake ------------------------------------------------------------------
+
+    def hello(self) -> DeviceInfo | None:
+        """Negotiate the extensions; None if the device only speaks the documented set."""
+        self._send_line("hello")
+        reply = self._reply()
+        if reply.startswith("error: unknown command"):
+            return None
+        if not reply.startswith("hello "):
+            raise DeviceError(f"unexpected reply to hello: {reply[:80]!r}")
+        self.info = DeviceInfo.from_json(json.loads(reply[6:]))
+        self.authenticated = not self.info.auth
+        return self.info
+
+    def open(self) -> DeviceInfo | None:
+        """hello, then authenticate if the device asks for it."""
+        info = self.hello()
+        if info is not None and info.auth:
+            if not self.password:
+                raise AuthError("the device requires an OTA password: set otaPassword in "
+                                "config/.ota.secrets.json")
+            reply = self._check_auth(auth_response(password_key(self.password), info.nonce))
+            self.authenticated = reply == "ok"
+        return info
+
+    def _check_auth(self, response: str) -> str:
+        self._send_line(f"auth {response}")
+        reply = self._reply()
+        if reply == "error: auth failed":
+            raise AuthError("wrong OTA password: otaPassword in config/.ota.secrets.json doesn't match "
+                            "the device's (set it with `uota passwd`, or re-provision with `uota bootstrap`)")
+        return self._check(reply, "auth")
+
+    # -- documented commands ----------------------------------------------------------
+
+    def ping(self) -> bool:
+        return self.request("ping") == "pong"
+
+    def version(self) -> str:
+        return str(json.loads(self.request("version")).get("version", ""))
+
+    def ls(self, path: str = "/") -> list[str]:
+        """Names in `path`; directories end in '/'."""
+        names = []
+        line = self.request(f"ls {path}")
+        while line:
+            names.append(line)
+            line = self._reply()
+        return names
+
+    def get(self, path: str) -> bytes:
+        return self._blob(f"get {path}")
+
+    def rm(self, path: str) -> None:
+        self.request(f"rm {path}")
+
+    def reset(self) -> None:
+        self.request("reset")
+
+    def wipe(self) -> None:
+        self.request("wipe", timeout=60)
+
+    def installed(self) -> Installed:
+        data = json.loads(self._blob("files"))
+        return Installed(version=str(data.get("version", "")), release=int(data.get("release", 0)),
+                         files=dict(data.get("files", {})))
+
+    def passwd(self, new_password: str) -> None:
+        if self.info is None or not self.info.auth:
+            raise DeviceError("the device has no OTA password yet: provision the first one over USB "
+                              "with `uota bootstrap`")
+        req = passwd_request(password_key(self.password), self.info.nonce, password_key(new_password))
+        self.request(f"passwd {req}")
+        self.password = new_password
+
+    # -- OTA session ------------------------------------------------------------------
+
+    def start_ota(self) -> None:
+        reply = self.request("start_ota")
+        if reply != "ready":
+            raise DeviceError(f"unexpected reply to start_ota: {reply!r}")
+
+    def send_manifest(self, files: dict[str, str], version: str, wipe: bool = False) -> None:
+        body: dict[str, Any] = {"version": version, "files": files}
+        if wipe:
+            body["wipe"] = True
+        if self.info is not None:
+            body["release"] = self.info.release + 1
+            if self.signing_key:
+                body["sig"] = manifest_signature(self.signing_key, self.info.id, self.info.nonce,
+                                                 body["release"], version, files, wipe)
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.link.write(f"manifest {len(data)}\n".encode() + data)
+        reply = self._check(self._reply(timeout=60), "manifest")  # resume re-hashes staged files
+        if reply == "sig_mismatch":
+            if not self.signing_key:
+                raise SignatureError("the device only accepts signed updates: set signingKey in "
+                                     "config/.ota.secrets.json to the key provisioned on the device")
+            raise SignatureError("the device refused the manifest signature: signingKey in "
+                                 "config/.ota.secrets.json doesn't match the device's (re-provision with "
+                                 "`uota bootstrap`)")
+        if reply != "ok":
+            raise DeviceError(f"unexpected reply to manifest: {reply!r}")
+
+    def need(self) -> list[str]:
+        return list(json.loads(self._blob("need")))
+
+    def send_file(self, path: str, size: int, sha256: str, chunks: Iterable[bytes],
+                  progress: Progress | None = None) -> None:
+        self.link.write(f"file {path};{size};{sha256}\n".encode())
+        sent = 0
+        try:
+            for block in chunks:
+                block = block[: size - sent]
+                self.link.write(block)
+                sent += len(block)
+                if progress:
+                    progress(len(block))
+        except OSError as e:
+            short = f"{path} could not be read during the push ({e.strerror or e})"
+        else:
+            short = f"{path} changed during the push" if sent < size else ""
+        if sent < size:
+            self.link.write(bytes(size - sent))  # keep the stream in sync; the hash will fail
+        reply = self._check(self._reply(timeout=60), "file")
+        if short:
+            raise DeviceError(short)
+        if reply == "sha256_mismatch":
+            raise DeviceError(f"{path} arrived corrupted or changed during the push (sha256 mismatch)")
+        if reply != "ok":
+            raise DeviceError(f"unexpected reply to file {path}: {reply!r}")
+
+    def end_ota(self) -> None:
+        reply = self.request("end_ota", timeout=120)
+        if reply != "ok":
+            raise DeviceError(f"unexpected reply to end_ota: {reply!r}")
+
+    def abort(self) -> None:
+        self.request("abort", timeout=60)

@@ -1,0 +1,81 @@
+"""The WiFi TCP transport: a `Link` over a socket to the device's port 2018 or 2019."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from uota_core.link import DEFAULT_TIMEOUT, BufferedLink, LinkError, LinkTimeout
+
+OTA_PORT = 2018
+REMOTEIO_PORT = 2019
+
+
+class TcpLink(BufferedLink):
+    def __init__(self, host: str, port: int = OTA_PORT, timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = 5.0) -> None:
+        super().__init__(f"{host}:{port}", timeout)
+        self.host = host
+        self.port = port
+        try:
+            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as e:
+            raise LinkError(
+                f"cannot reach {host}:{port} ({e.strerror or e}): check that the board is on "
+                "and that hostname/port in config/ota.json (or --host/--port) are right"
+            ) from None
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.setblocking(False)
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, name: str, timeout: float = DEFAULT_TIMEOUT) -> "TcpLink":
+        """Wrap an already connected socket (e.g. one a listening test harness accepted)."""
+        link = cls.__new__(cls)
+        BufferedLink.__init__(link, name, timeout)
+        link.host, link.port = sock.getpeername()[:2]
+        link._sock = sock
+        sock.setblocking(False)
+        return link
+
+    def _send(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + self.timeout
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"{self.name} stopped accepting data for {self.timeout:.0f}s")
+            _, writable, _ = select.select([], [self._sock], [], left)
+            if not writable:
+                continue
+            try:
+                n = self._sock.send(view)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise LinkError(f"{self.name}: connection lost while sending ({e.strerror or e})") from None
+            view = view[n:]
+
+    def _recv(self, max_bytes: int, deadline: float) -> bytes:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"{self.name} did not answer in time")
+            readable, _, _ = select.select([self._sock], [], [], left)
+            if not readable:
+                continue
+            try:
+                return self._sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise LinkError(f"{self.name}: connection lost ({e.strerror or e})") from None
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
