@@ -1,0 +1,44 @@
+# `os` as on ESP32: the unix port's os without its host-only functions, plus
+# uname() and sync().
+import os as _os
+import sys
+
+for _k in dir(_os):
+    if _k[:2] != "__" and _k not in ("system", "getenv", "putenv", "unsetenv", "VfsPosix"):
+        globals()[_k] = getattr(_os, _k)
+
+_v = sys.implementation.version
+_un = (
+    "esp32",
+    "esp32",
+    "%d.%d.%d" % _v[:3],
+    "v%d.%d.%d on %s" % (_v[0], _v[1], _v[2], sys.version.split(" on ")[-1]),
+    "Generic ESP32 module with ESP32",
+)
+
+
+class _Uname(tuple):
+    sysname = property(lambda s: s[0])
+    nodename = property(lambda s: s[1])
+    release = property(lambda s: s[2])
+    version = property(lambda s: s[3])
+    machine = property(lambda s: s[4])
+
+    def __repr__(self):
+        return "(sysname=%r, nodename=%r, release=%r, version=%r, machine=%r)" % self
+
+
+def uname():
+    return _Uname(_un)
+
+
+def sync():
+    pass
+
+
+def dupterm(stream=None, index=0):
+    return None
+
+
+__name__ = "os"
+del _k, _v, __file__
