@@ -116,7 +116,10 @@ def print_exception(e, file=None):
 def reset(msg):
     # Ask the supervisor for a reset and wait to be killed (any thread may call).
     dead[0] = True
-    ctl(msg)
+    try:
+        ctl(msg)
+    except OSError:  # the supervisor is gone: nobody will kill us
+        raise SystemExit(1)
     while True:
         try:
             time.sleep(3600)

@@ -17,19 +17,27 @@ _un = (
 )
 
 
-class _Uname(tuple):
-    sysname = property(lambda s: s[0])
-    nodename = property(lambda s: s[1])
-    release = property(lambda s: s[2])
-    version = property(lambda s: s[3])
-    machine = property(lambda s: s[4])
-
-    def __repr__(self):
-        return "(sysname=%r, nodename=%r, release=%r, version=%r, machine=%r)" % self
+_U = []
 
 
 def uname():
-    return _Uname(_un)
+    # the result type is made on first use: no RAM spent if nobody asks
+    if not _U:
+
+        class uname_result(tuple):
+            sysname = property(lambda s: s[0])
+            nodename = property(lambda s: s[1])
+            release = property(lambda s: s[2])
+            version = property(lambda s: s[3])
+            machine = property(lambda s: s[4])
+
+            def __repr__(self):
+                return "(sysname=%r, nodename=%r, release=%r, version=%r, machine=%r)" % tuple(self)
+
+            __str__ = __repr__
+
+        _U.append(uname_result(_un))
+    return _U[0]
 
 
 def sync():
