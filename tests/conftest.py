@@ -22,3 +22,38 @@ def fast_board(tmp_path: Path) -> Iterator[VirtualBoard]:
     """A virtual board with an unthrottled serial line, for tests about behaviour, not speed."""
     with VirtualBoard(tmp_path / "fastboard", name="fastboard", baud=None, mdns=False) as b:
         yield b
+
+
+@pytest.fixture
+def ota_project(tmp_path: Path) -> Path:
+    """A `uota init` project whose app prints and answers `hello`; hostname set per board."""
+    from uota_core.project import init_project
+
+    proj = tmp_path / "proj"
+    init_project(proj)
+    return proj
+
+
+@pytest.fixture
+def ota_board(tmp_path: Path, ota_project: Path) -> Iterator[VirtualBoard]:
+    """An unthrottled virtual board with the OTA stack installed (as `uota bootstrap` would)
+    and `ota_project`'s config/ota.json pointing at it."""
+    import json
+
+    from uota_core.bootstrap import install_offline
+    from uota_core.config import load_config
+    from uota_core.connect import wait_reachable
+
+    b = VirtualBoard(tmp_path / "otaboard", name="otaboard", baud=None, mdns=False)
+    b.start(power_on=False)
+    try:
+        cfg_path = ota_project / "config" / "ota.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg.update(hostname=b.host, healthyAfter=2)
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+        install_offline(b.write_file, load_config(ota_project))
+        b.power_on()
+        wait_reachable(b.host, 2018)
+        yield b
+    finally:
+        b.stop()

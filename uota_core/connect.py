@@ -28,3 +28,10 @@ def open_session(cfg: Config, transport: str | None = None, host: str | None = N
         session.close()
         raise
     return session
+
+
+def wait_reachable(host: str, port: int, timeout: float = 15.0) -> None:
+    """Block until `host:port` accepts a connection (e.g. a board coming back from a reset)."""
+    from uota_core.tcp import TcpLink
+
+    TcpLink(host, port, connect_timeout=timeout).close()

@@ -10,7 +10,7 @@ from typing import Any
 
 from uota_core.auth import auth_response, manifest_signature, passwd_request, password_key
 from uota_core.errors import UotaError
-from uota_core.link import Link
+from uota_core.link import Link, LinkClosed, LinkError
 
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
 
@@ -161,9 +161,6 @@ class Session:
     def rm(self, path: str) -> None:
         self.request(f"rm {path}")
 
-    def reset(self) -> None:
-        self.request("reset")
-
     def wipe(self) -> None:
         self.request("wipe", timeout=60)
 
@@ -238,9 +235,25 @@ class Session:
             raise DeviceError(f"unexpected reply to file {path}: {reply!r}")
 
     def end_ota(self) -> None:
+        """Commit; returns once the device has closed the connection to reset."""
         reply = self.request("end_ota", timeout=120)
         if reply != "ok":
             raise DeviceError(f"unexpected reply to end_ota: {reply!r}")
+        self.wait_closed()
+
+    def reset(self) -> None:
+        self.request("reset")
+        self.wait_closed()
+
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        """Wait for the device to drop the connection (it does so right before resetting)."""
+        try:
+            while True:
+                self.link.readline(timeout)
+        except LinkClosed:
+            pass
+        except LinkError:
+            pass  # a reset or a timeout: either way this connection is done
 
     def abort(self) -> None:
         self.request("abort", timeout=60)

@@ -18,15 +18,31 @@ class TcpLink(BufferedLink):
         super().__init__(f"{host}:{port}", timeout)
         self.host = host
         self.port = port
-        try:
-            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
-        except OSError as e:
-            raise LinkError(
-                f"cannot reach {host}:{port} ({e.strerror or e}): check that the board is on "
-                "and that hostname/port in config/ota.json (or --host/--port) are right"
-            ) from None
+        self._sock = self._connect(host, port, connect_timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.setblocking(False)
+
+    @staticmethod
+    def _connect(host: str, port: int, timeout: float) -> socket.socket:
+        # a board that is rebooting (after a push) refuses connections for a moment:
+        # keep trying until the deadline rather than failing on the first refusal
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return socket.create_connection((host, port), timeout=max(left, 0.1))
+            except ConnectionRefusedError as e:
+                if left <= 0:
+                    err: OSError = e
+                    break
+                time.sleep(0.05)
+            except OSError as e:
+                err = e
+                break
+        raise LinkError(
+            f"cannot reach {host}:{port} ({err.strerror or err}): check that the board is on "
+            "and that hostname/port in config/ota.json (or --host/--port) are right"
+        )
 
     @classmethod
     def adopt(cls, sock: socket.socket, name: str, timeout: float = DEFAULT_TIMEOUT) -> "TcpLink":

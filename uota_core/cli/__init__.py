@@ -20,9 +20,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from uota_core.cli import sim
+    from uota_core.cli import ota, project, remoteio, sim
 
     cli.add_command(sim.sim)
+    for command in (project.init, project.bootstrap, ota.info, ota.fast, ota.full, ota.version, ota.passwd,
+                    remoteio.remoteio):
+        cli.add_command(command)
 
 
 _register()

@@ -36,23 +36,34 @@ def _run_app():
         _app["state"] = "crashed"
 
 
-def _serve(stream):
-    from uota.session import Session
+# modules a session loads on demand; dropped afterwards so the idle stack stays small
+_SESSION_MODULES = ("uota.session", "uota.staging", "uota.channel", "uota.auth", "uota.paths", "uota.commit")
 
+
+def _serve(stream, transports):
     reset = False
+    gc.collect()
     try:
+        from uota.session import Session
+
         reset = Session(stream).run()
-    except Exception as e:  # a session bug must not take the OTA server down
+    except Exception as e:  # a session bug or a full heap must not take the OTA server down
         print("uota: OTA session failed:")
         _print_exception(e)
     finally:
+        if reset:
+            # stop listening before the host sees the connection close: anything that
+            # connects afterwards reaches the next boot, not this dying one
+            for t in transports:
+                t.close()
         stream.close()
-        sys.modules.pop("uota.session", None)
+        for name in _SESSION_MODULES:
+            sys.modules.pop(name, None)
         gc.collect()
     if reset:
         import machine
 
-        time.sleep_ms(50)
+        time.sleep_ms(20)
         machine.reset()
 
 
@@ -98,12 +109,13 @@ def main():
     del man
     sys.modules.pop("uota.commit", None)
     gc.collect()
-    remoteio.install()
-    _thread.start_new_thread(_run_app, ())
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
+    # import everything the loop needs before the app thread starts importing too
     transports = _transports(cfg)
     del cfg
     gc.collect()
+    remoteio.install()
+    _thread.start_new_thread(_run_app, ())
     try:
         while True:
             busy = False
@@ -112,7 +124,7 @@ def main():
                     continue
                 stream = t.accept_ota()
                 if stream is not None:
-                    _serve(stream)
+                    _serve(stream, transports)
                     busy = True
                 if remoteio.poll(t):
                     busy = True

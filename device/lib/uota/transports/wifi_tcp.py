@@ -3,6 +3,7 @@
 import socket
 import errno
 import time
+import network
 
 _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 
@@ -69,8 +70,6 @@ class WifiTcp:
         if time.ticks_diff(now, self._next_try) < 0:
             return False
         self._next_try = time.ticks_add(now, 1000)
-        import network
-
         if self.wlan is None:
             self.wlan = network.WLAN(network.STA_IF)
             self.wlan.active(True)

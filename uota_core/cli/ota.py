@@ -1,0 +1,111 @@
+"""`uota fast`, `uota full`, `uota version`, `uota info`, `uota passwd`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from uota_core.cli.common import (
+    emit_json,
+    json_option,
+    project_config,
+    reports_errors,
+    transfer_progress,
+    transport_options,
+)
+from uota_core.config import write_secrets
+from uota_core.connect import open_session
+from uota_core.push import PushResult, push
+
+
+def _push(mode: str, host: str | None, port: int | None, transport: str | None, version: str | None,
+          wipe: bool, as_json: bool) -> None:
+    cfg = project_config()
+    with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
+        result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk)
+    _report(result, as_json)
+
+
+def _report(result: PushResult, as_json: bool) -> None:
+    for path in result.sent:
+        click.echo(f"  sent     {path}")
+    for path in result.deleted:
+        click.echo(f"  deleted  {path}")
+    click.echo(result.summary())
+    if as_json:
+        emit_json({k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "seconds")})
+
+
+@click.command()
+@transport_options
+@click.option("--version", "version", help="Version string to record (default: ota.json version).")
+@json_option
+@reports_errors
+def fast(host: str | None, port: int | None, transport: str | None, version: str | None, as_json: bool) -> None:
+    """Push the fastOtaFiles (app/, main.py, config/ by default) that changed."""
+    _push("fast", host, port, transport, version, False, as_json)
+
+
+@click.command()
+@transport_options
+@click.option("--version", "version", help="Version string to record (default: ota.json version).")
+@click.option("--wipe", is_flag=True, help="Resend everything and delete every other file (except lib/uota, data/, secrets).")
+@json_option
+@reports_errors
+def full(host: str | None, port: int | None, transport: str | None, version: str | None, wipe: bool,
+         as_json: bool) -> None:
+    """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones."""
+    _push("full", host, port, transport, version, wipe, as_json)
+
+
+@click.command()
+@transport_options
+@json_option
+@reports_errors
+def version(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
+    """Read the version installed on the device."""
+    cfg = project_config()
+    with open_session(cfg, transport, host, port) as session:
+        installed = session.version()
+    click.echo(json.dumps({"version": installed}) if as_json else installed)
+
+
+@click.command()
+@transport_options
+@json_option
+@reports_errors
+def info(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
+    """Show the device's id, version, release, free heap and security settings."""
+    cfg = project_config()
+    with open_session(cfg, transport, host, port) as session:
+        dev = session.info
+        installed = session.installed() if dev is not None else None
+    if dev is None:
+        data = {"proto": 1}
+    else:
+        data = {"id": dev.id, "version": dev.version, "release": dev.release, "free_mem": dev.free,
+                "auth": dev.auth, "signed": dev.signed, "files": len(installed.files) if installed else 0,
+                "proto": dev.proto}
+    for key, value in data.items():
+        click.echo(f"{key:>9}: {value}")
+    if as_json:
+        emit_json(data)
+
+
+@click.command()
+@transport_options
+@click.option("--local", is_flag=True, help="Only update config/.ota.secrets.json (provision with uota bootstrap).")
+@click.password_option("--new-password", prompt="New OTA password", help="The new password (prompted if omitted).")
+@reports_errors
+def passwd(host: str | None, port: int | None, transport: str | None, local: bool, new_password: str) -> None:
+    """Change the OTA password on the device, then in config/.ota.secrets.json.
+
+    The device gets only a masked hash, authenticated with the current password.
+    """
+    cfg = project_config()
+    if not local:
+        with open_session(cfg, transport, host, port) as session:
+            session.passwd(new_password)
+    path = write_secrets(cfg.root, {"otaPassword": new_password})
+    click.echo(f"password updated{' on the device and' if not local else ''} in {path.relative_to(cfg.root)}")

