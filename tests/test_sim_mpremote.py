@@ -60,14 +60,14 @@ def test_fs_commands(fast_board: VirtualBoard, tmp_path: Path) -> None:
 
 
 def test_soft_reset_and_resume(fast_board: VirtualBoard) -> None:
-    mpremote(fast_board, "exec", "import builtins; builtins.marker = 'kept'")
+    mpremote(fast_board, "exec", "marker = 'kept'")
     # `resume` skips mpremote's soft reset, so state from the last command survives...
-    assert mpremote(fast_board, "resume", "eval", "__import__('builtins').marker").strip() == "kept"
+    assert mpremote(fast_board, "resume", "eval", "marker").strip() == "kept"
     # ...and an explicit soft-reset clears it.
     mark = fast_board.console_mark()
     mpremote(fast_board, "soft-reset")
     fast_board.expect("MPY: soft reboot", 10, since=mark)
-    out = mpremote(fast_board, "resume", "exec", "import builtins; print(hasattr(builtins, 'marker'))")
+    out = mpremote(fast_board, "resume", "exec", "print('marker' in globals())")
     assert out.strip() == "False"
 
 

@@ -13,7 +13,7 @@ _out = sys.stdout.buffer
 _err = sys.stderr.buffer
 _print = builtins.print
 
-pend = bytearray()  # Ctrl-C bytes owed to the reader
+pend = []  # Ctrl-C bytes owed to the reader (a list: bytearray has no pop)
 # Traceback lines of firmware frames are dropped: on a board they are C code.
 _here = '  File "' + __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else '  File "sim'
 

@@ -59,8 +59,9 @@ def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str
                                                               Callable[[str, int], None]]]:
     """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
     console = Console(stderr=True)
+    # only on a terminal: piped stderr (scripts, CI) stays free of bar remnants
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        console=console, transient=True, disable=not enabled)
+                        console=console, transient=True, disable=not (enabled and console.is_terminal))
     state: dict[str, Any] = {}
 
     def on_plan(paths: list[str], total: int) -> None:

@@ -110,7 +110,7 @@ class VirtualBoard:
             self._uart = UartLine(self.baud, self._console.append, self._interrupt_vm)
             self._link_serial()
             if self._mdns_enabled:
-                self._mdns = MdnsAnnouncer(self.hostname, self.host, {"id": self.uid, "board": "virtual"})
+                self._mdns = MdnsAnnouncer(str(self._identity["hostname"]), self.host, {"id": self.uid, "board": "virtual"})
             self._started = True
             if power_on:
                 self.power_on()

