@@ -21,6 +21,7 @@ class RawRepl:
     def __init__(self, port: str, baud: int = 115200, timeout: float = 10.0) -> None:
         self.port = port
         self.timeout = timeout
+        self._rx = bytearray()
         try:
             self.serial = serial.Serial(port, baud, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError) as e:
@@ -37,21 +38,23 @@ class RawRepl:
         self.serial.close()
 
     def _read_until(self, marker: bytes, timeout: float) -> bytes:
+        """Bytes up to and including `marker`; whatever came after stays buffered."""
         deadline = time.monotonic() + timeout
-        data = bytearray()
-        while not data.endswith(marker):
+        while (i := self._rx.find(marker)) < 0:
             if time.monotonic() > deadline:
                 raise RawReplError(f"{self.port}: no {marker!r} from the board within {timeout:.0f}s "
-                                   f"(got {bytes(data[-80:])!r})")
-            chunk = self.serial.read(max(1, self.serial.in_waiting))
-            data += chunk
-        return bytes(data)
+                                   f"(got {bytes(self._rx[-80:])!r})")
+            self._rx += self.serial.read(max(1, self.serial.in_waiting))
+        data = bytes(self._rx[: i + len(marker)])
+        del self._rx[: i + len(marker)]
+        return data
 
     def enter(self) -> None:
         """Interrupt the running program and switch to the raw REPL."""
         self.serial.write(b"\r\x03\x03")
         deadline = time.monotonic() + self.timeout
         self.serial.reset_input_buffer()
+        self._rx.clear()
         while True:
             self.serial.write(b"\r\x01")
             try:

@@ -1,7 +1,7 @@
 # Journaled atomic apply of a staged file set, and rollback to /ota_prev/ through the same
 # journal (docs/protocol.md "Commit"). Every step is idempotent, so a boot that finds the
 # journal replays it and lands on exactly the new set.
-from uota import fs
+from uota import fs, tree
 
 
 def installed():
@@ -14,7 +14,7 @@ def installed():
 def _wipe_candidates(keep):
     from uota import paths
 
-    return [p for p in fs.walk(fs.ROOT) if p not in keep and paths.wipeable(p)]
+    return [p for p in tree.walk(fs.ROOT) if p not in keep and paths.wipeable(p)]
 
 
 def begin(files, version, release, moves, wipe):
@@ -28,7 +28,7 @@ def begin(files, version, release, moves, wipe):
             if p not in deletes:
                 deletes.append(p)
     prev = fs.full(fs.PREV)
-    fs.rmtree(prev)
+    tree.rmtree(prev)
     fs.write_json(prev + "/.manifest.json", cur)
     manifest = {"version": version, "release": release, "files": files}
     fs.write_json(
@@ -62,9 +62,9 @@ def apply():
             fs.move(d, prev + "/" + p)
         else:
             fs.remove(d)
-        fs.prune_dirs(d, fs.ROOT)
+        tree.prune_dirs(d, fs.ROOT)
     fs.write_json(fs.full(fs.MANIFEST), j["manifest"])
-    fs.rmtree(src)
+    tree.rmtree(src)
     fs.remove(fs.full(fs.JOURNAL))
     return True
 
@@ -80,7 +80,7 @@ def rollback():
     if not isinstance(old, dict) or not isinstance(old.get("files"), dict):
         return False
     cur = installed()
-    moves = [p for p in fs.walk(prev) if p != ".manifest.json"]
+    moves = [p for p in tree.walk(prev) if p != ".manifest.json"]
     deletes = [p for p in cur["files"] if p not in old["files"]]
     manifest = {"version": old.get("version", ""), "release": cur.get("release", 0), "files": old["files"]}
     fs.write_json(

@@ -1,5 +1,6 @@
-# Filesystem helpers for the OTA stack. ROOT is '' on a board; the host's unit tests point
-# it at a temp dir so the same code runs under the plain unix port.
+# Filesystem helpers the OTA stack keeps resident (boot guard, config); the tree walkers
+# used only during a session are in uota.tree. ROOT is '' on a board; the host's unit tests
+# point it at a temp dir so the same code runs under the plain unix port.
 import os
 import json
 
@@ -60,46 +61,6 @@ def remove(path):
         pass
 
 
-def rmtree(path):
-    if not is_dir(path):
-        remove(path)
-        return
-    for name in os.listdir(path):
-        rmtree(path + "/" + name)
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def prune_dirs(path, stop):
-    # remove now-empty parent directories of `path`, up to (not including) `stop`
-    i = path.rfind("/")
-    while i > len(stop):
-        d = path[:i]
-        try:
-            if os.listdir(d):
-                return
-            os.rmdir(d)
-        except OSError:
-            return
-        i = d.rfind("/")
-
-
-def walk(top, rel=""):
-    # yields paths relative to `top` of every file below it
-    try:
-        names = os.listdir(top + "/" + rel if rel else (top or "/"))
-    except OSError:
-        return
-    for name in names:
-        r = rel + "/" + name if rel else name
-        if is_dir(top + "/" + r):
-            yield from walk(top, r)
-        else:
-            yield r
-
-
 def move(src, dst):
     makedirs_for(dst)
     try:
@@ -125,18 +86,3 @@ def write_json(path, obj):
     with open(tmp, "w") as f:
         json.dump(obj, f)
     move(tmp, path)
-
-
-def sha256_file(path, buf):
-    import hashlib
-    import binascii
-
-    h = hashlib.sha256()
-    mv = memoryview(buf)
-    with open(path, "rb") as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(mv[:n])
-    return binascii.hexlify(h.digest()).decode()

@@ -37,7 +37,8 @@ def _run_app():
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("uota.session", "uota.staging", "uota.channel", "uota.auth", "uota.paths", "uota.commit")
+_SESSION_MODULES = ("uota.session", "uota.staging", "uota.admin", "uota.channel", "uota.auth", "uota.paths",
+                    "uota.commit", "uota.tree")
 
 
 def _serve(stream, transports):
@@ -107,7 +108,8 @@ def main():
     man = fs.read_json(fs.full(fs.MANIFEST), {})
     remoteio.version = man.get("version", "") if isinstance(man, dict) else ""
     del man
-    sys.modules.pop("uota.commit", None)
+    sys.modules.pop("uota.commit", None)  # boot-time only: free their bytecode
+    sys.modules.pop("uota.tree", None)
     gc.collect()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
     # import everything the loop needs before the app thread starts importing too

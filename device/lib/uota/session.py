@@ -9,7 +9,10 @@ from uota.channel import Channel, Closed
 
 CHUNK = 1024
 OPEN_COMMANDS = ("ping", "hello", "auth")
-OTA_COMMANDS = ("start_ota", "manifest", "need", "file", "end_ota", "abort")
+# commands implemented in modules loaded on first use (each module has a Commands class)
+LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
+        "end_ota": "staging", "abort": "staging",
+        "ls": "admin", "get": "admin", "rm": "admin", "wipe": "admin", "passwd": "admin"}
 
 
 class Refused(Exception):
@@ -36,7 +39,7 @@ class Session:
         self.sign_key = sec.get("signingKey") or ""
         self.nonce = None
         self.authed = not self.pw
-        self.ota = None  # uota.staging.Staging, created by the first OTA command
+        self.ext = {}  # module name -> its Commands instance
         self.reset = False
 
     def run(self):
@@ -56,7 +59,7 @@ class Session:
 
     def dispatch(self, cmd, arg):
         fn = getattr(self, "c_" + cmd, None)
-        if fn is None and cmd not in OTA_COMMANDS:
+        if fn is None and cmd not in LAZY:
             self.ch.reply("error: unknown command %s" % cmd[:32])
             return
         if not self.authed and cmd not in OPEN_COMMANDS:
@@ -66,12 +69,10 @@ class Session:
             return
         try:
             if fn is None:
-                if self.ota is None:
-                    # a separate module: compiling one big module doesn't fit a small heap
-                    from uota.staging import Staging
-
-                    self.ota = Staging(self)
-                fn = getattr(self.ota, "c_" + cmd)
+                mod = LAZY[cmd]
+                if mod not in self.ext:
+                    self.ext[mod] = __import__("uota." + mod, None, None, ("Commands",)).Commands(self)
+                fn = getattr(self.ext[mod], "c_" + cmd)
             fn(arg)
         except Closed:
             raise
@@ -124,64 +125,9 @@ class Session:
 
         self.ch.reply(json.dumps({"version": installed().get("version", "")}))
 
-    def c_ls(self, arg):
-        p = self.rel_path(arg, allow_root=True)
-        d = fs.full(p) if p else (fs.ROOT or "/")
-        import os
-
-        names = os.listdir(d)
-        for name in names:
-            full = d.rstrip("/") + "/" + name
-            self.ch.reply(name + "/" if fs.is_dir(full) else name)
-        self.ch.reply("")
-
-    def c_get(self, arg):
-        p = self.rel_path(arg)
-        if paths.secret(p):
-            raise Refused("error: %s is protected" % p)
-        size = fs.size(fs.full(p))
-        if size < 0 or fs.is_dir(fs.full(p)):
-            raise Refused("error: no such file %s" % p)
-        self.ch.reply(str(size))
-        mv = memoryview(self.chunk)
-        with open(fs.full(p), "rb") as f:
-            while True:
-                n = f.readinto(self.chunk)
-                if not n:
-                    break
-                self.ch.write(mv[:n])
-
-    def c_rm(self, arg):
-        from uota.commit import installed
-
-        p = self.rel_path(arg)
-        if not paths.deletable(p):
-            raise Refused("error: %s is protected" % p)
-        if not fs.exists(fs.full(p)) or fs.is_dir(fs.full(p)):
-            raise Refused("error: no such file %s" % p)
-        import os
-
-        os.remove(fs.full(p))
-        m = installed()
-        if m["files"].pop(p, None):
-            fs.write_json(fs.full(fs.MANIFEST), m)
-        self.ch.reply("ok")
-
     def c_reset(self, arg):
         self.ch.reply("ok")
         self.reset = True
-
-    def c_wipe(self, arg):
-        from uota.commit import installed
-        import os
-
-        m = installed()
-        for p in [p for p in fs.walk(fs.ROOT) if paths.wipeable(p)]:
-            os.remove(fs.full(p))
-            fs.prune_dirs(fs.full(p), fs.ROOT)
-            m["files"].pop(p, None)
-        fs.write_json(fs.full(fs.MANIFEST), m)
-        self.ch.reply("ok")
 
     # -- extensions -----------------------------------------------------------------
 
@@ -222,22 +168,3 @@ class Session:
         from uota.commit import installed
 
         self.send_blob(json.dumps(installed()))
-
-    def c_passwd(self, arg):
-        if not self.pw:
-            raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
-        masked, mac = arg.strip().split(";")
-        key = binascii.unhexlify(self.pw)
-        pad = binascii.unhexlify(auth.hmac_hex(key, ("passwd-mask:" + self.nonce).encode()))
-        masked = binascii.unhexlify(masked)
-        if len(masked) != 32:
-            raise Refused("error: bad passwd request")
-        new = binascii.hexlify(bytes(masked[i] ^ pad[i] for i in range(32))).decode()
-        want = auth.hmac_hex(key, ("passwd-set:%s:%s" % (self.nonce, new)).encode())
-        if not auth.same(mac, want):
-            raise Refused("error: passwd request failed verification")
-        sec = fs.read_json(fs.full(fs.SECRETS), {})
-        sec["otaPassword"] = new
-        fs.write_json(fs.full(fs.SECRETS), sec)
-        self.pw = new
-        self.ch.reply("ok")

@@ -3,14 +3,14 @@
 # (docs/protocol.md "OTA session").
 import json
 import binascii
-from uota import fs, paths, auth
+from uota import fs, paths, auth, tree
 from uota.channel import Closed  # noqa: F401  (raised through from the channel)
 from uota.session import Refused, CHUNK
 
 MAX_MANIFEST = 48 * 1024
 
 
-class Staging:
+class Commands:
     def __init__(self, session):
         self.s = session
         self.in_ota = False
@@ -74,7 +74,7 @@ class Staging:
             s = stage + "/" + p
             if self.installed_same(have, p, sha) or not fs.exists(s):
                 continue
-            if fs.sha256_file(s, self.s.chunk) == sha:
+            if tree.sha256_file(s, self.s.chunk) == sha:
                 self.staged.add(p)
             else:
                 fs.remove(s)
@@ -160,7 +160,7 @@ class Staging:
         self.s.reset = True
 
     def c_abort(self, arg):
-        fs.rmtree(fs.full(fs.STAGE))
+        tree.rmtree(fs.full(fs.STAGE))
         self.in_ota = False
         self.m = None
         self.staged = set()
