@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -13,6 +15,7 @@ from uota_core.errors import UotaError
 from uota_core.sim import VirtualBoard
 from uota_core.sim.board import DEFAULT_BAUD, DEFAULT_HEAP
 from uota_core.sim.flash import FlashImage
+from uota_core.sim.state import flash_of, is_running
 
 STATE_HELP = "Board state directory (flash image, identity, serial symlink). Created if missing."
 
@@ -62,75 +65,61 @@ def run(state: Path, name: str | None, baud: int, heap: str, flash_size: int | N
         board.stop()
 
 
-def _flash(state: Path) -> FlashImage:
-    try:
-        import json
+def _reports_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """One clear `error:` line and exit status 1 instead of a traceback."""
 
-        ident = json.loads((state / "board.json").read_text())
-        return FlashImage(state / "flash.bin", int(ident["flash_size"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise UotaError(f"{state} is not a virtual board state directory ({exc})") from None
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            fn(*args, **kwargs)
+        except (UotaError, FileNotFoundError) as exc:
+            _fail(exc)
+
+    return wrapper
+
+
+def _writable_flash(state: Path) -> FlashImage:
+    if is_running(state):
+        raise UotaError(f"the board in {state} is running: stop it before writing its flash")
+    return flash_of(state)
+
+
+STATE_OPTION = click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
 
 
 @sim.command("ls")
-@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@STATE_OPTION
 @click.argument("path", default="/")
+@_reports_errors
 def ls_cmd(state: Path, path: str) -> None:
     """List a directory on the board's flash (board stopped or running)."""
-    try:
-        for name in _flash(state).listdir(path):
-            click.echo(name)
-    except (UotaError, FileNotFoundError) as exc:
-        _fail(exc)
+    for name in flash_of(state).listdir(path):
+        click.echo(name)
 
 
 @sim.command("cat")
-@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@STATE_OPTION
 @click.argument("path")
+@_reports_errors
 def cat_cmd(state: Path, path: str) -> None:
     """Print a file from the board's flash."""
-    try:
-        sys.stdout.buffer.write(_flash(state).read_file(path))
-    except (UotaError, FileNotFoundError) as exc:
-        _fail(exc)
+    sys.stdout.buffer.write(flash_of(state).read_file(path))
 
 
 @sim.command("put")
-@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@STATE_OPTION
 @click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("path")
+@_reports_errors
 def put_cmd(state: Path, local: Path, path: str) -> None:
     """Copy a local file onto a stopped board's flash."""
-    try:
-        _require_stopped(state)
-        _flash(state).write_file(path, local.read_bytes())
-    except (UotaError, FileNotFoundError) as exc:
-        _fail(exc)
+    _writable_flash(state).write_file(path, local.read_bytes())
 
 
 @sim.command("rm")
-@click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+@STATE_OPTION
 @click.argument("path")
+@_reports_errors
 def rm_cmd(state: Path, path: str) -> None:
     """Delete a file from a stopped board's flash."""
-    try:
-        _require_stopped(state)
-        _flash(state).remove(path)
-    except (UotaError, FileNotFoundError) as exc:
-        _fail(exc)
-
-
-def _require_stopped(state: Path) -> None:
-    import fcntl
-    import os
-
-    lock = state / "lock"
-    if not lock.exists():
-        return
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise UotaError(f"the board in {state} is running: stop it before writing its flash") from None
-    finally:
-        os.close(fd)
+    _writable_flash(state).remove(path)

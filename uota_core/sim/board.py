@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -14,8 +11,9 @@ from types import TracebackType
 
 from uota_core.errors import BoardError
 from uota_core.sim.console import Console
-from uota_core.sim.flash import DEFAULT_FLASH_SIZE, FlashImage
+from uota_core.sim.flash import FlashImage
 from uota_core.sim.network import AddressLease, MdnsAnnouncer
+from uota_core.sim.state import GPIO_SLOTS, BoardState, flash_of
 from uota_core.sim.uart import Faults, LineStats, UartLine
 from uota_core.sim.vm import (
     HARD_RESET,
@@ -30,18 +28,12 @@ from uota_core.sim.vm import (
 
 DEFAULT_BAUD = 115200
 DEFAULT_HEAP = "128K"
-GPIO_SLOTS = 128
 BOOT_TIMEOUT = 15.0
 
 # What the ESP32 ROM prints on its UART before any firmware runs.
 _ROM_BANNER = "ets Jun  8 2016 00:22:57\r\n\r\nrst:{code} ({why}),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
 _ROM_REASONS = {PWRON_RESET: ("0x1", "POWERON_RESET"), HARD_RESET: ("0x1", "POWERON_RESET"),
                 SOFT_RESET: ("0xc", "SW_CPU_RESET")}
-
-
-def _hostname_from(name: str) -> str:
-    host = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    return host[:63] or "uota-board"
 
 
 class VirtualBoard:
@@ -83,8 +75,8 @@ class VirtualBoard:
         self._uart: UartLine | None = None
         self._lease: AddressLease | None = None
         self._mdns: MdnsAnnouncer | None = None
-        self._lock_fd: int | None = None
-        self._identity: dict[str, object] = {}
+        self._state = BoardState(self.state_dir)
+        self.flash: FlashImage | None = None
         self._started = False
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -103,10 +95,11 @@ class VirtualBoard:
             return self
         try:
             self._micropython = find_micropython(self._micropython_path)
-            self._prepare_state()
+            self.flash = self._state.open(self._requested_name, self._flash_size, self._erase)
+            self._console.open_log(self.state_dir / "console.log")
             self._lease = AddressLease(self._explicit_addr, preferred=str(self._identity.get("addr", "")))
             self._identity["addr"] = self._lease.addr
-            self._save_identity()
+            self._state.save()
             self._uart = UartLine(self.baud, self._console.append, self._interrupt_vm)
             self._link_serial()
             if self._mdns_enabled:
@@ -138,68 +131,10 @@ class VirtualBoard:
             self._lease.release()
             self._lease = None
         self._console.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._state.close()
         self._started = False
 
     close = stop
-
-    def _prepare_state(self) -> None:
-        sd = self.state_dir
-        if sd.exists() and not sd.is_dir():
-            raise BoardError(f"{sd} is a file, not a board state directory")
-        sd.mkdir(parents=True, exist_ok=True)
-        ident_path = sd / "board.json"
-        if ident_path.exists():
-            try:
-                self._identity = json.loads(ident_path.read_text())
-                if not isinstance(self._identity, dict) or "uid" not in self._identity:
-                    raise ValueError("no uid")
-            except (ValueError, OSError) as exc:
-                raise BoardError(f"{ident_path} is damaged ({exc}): repair it or use a new state directory") from None
-        elif any(p.name not in ("lock", "console.log") for p in sd.iterdir()):
-            raise BoardError(
-                f"{sd} is not a virtual board state directory (no board.json) and is not empty: "
-                "give an empty or new directory"
-            )
-        self._lock_fd = os.open(sd / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise BoardError(f"board state {sd} is in use by another running virtual board; stop that one first") from None
-        os.ftruncate(self._lock_fd, 0)
-        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
-
-        ident = self._identity
-        stored_size = ident.get("flash_size")
-        if self._flash_size and stored_size and self._flash_size != stored_size and not self._erase:
-            raise BoardError(
-                f"{sd} holds a {stored_size}-byte flash; use --erase to make a new {self._flash_size}-byte one"
-            )
-        ident["flash_size"] = self._flash_size or stored_size or DEFAULT_FLASH_SIZE
-        ident.setdefault("uid", "24" + secrets.token_hex(5))  # 6 bytes, Espressif-like prefix
-        ident["name"] = self._requested_name or ident.get("name") or sd.name
-        ident["hostname"] = _hostname_from(str(ident["name"]))
-        self._save_identity()
-
-        self.flash = FlashImage(sd / "flash.bin", int(ident["flash_size"]))
-        if self._erase or not self.flash.path.exists():
-            self.flash.create()
-        else:
-            self.flash.check()
-        gpio = sd / "gpio.bin"
-        if not gpio.exists() or gpio.stat().st_size != GPIO_SLOTS * 4:
-            gpio.write_bytes(bytes(GPIO_SLOTS * 4))
-        self._console.open_log(sd / "console.log")
-
-    def _save_identity(self) -> None:
-        path = self.state_dir / "board.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._identity, indent=2) + "\n")
-        os.replace(tmp, path)
 
     def _link_serial(self) -> None:
         assert self._uart
@@ -207,6 +142,10 @@ class VirtualBoard:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(self._uart.port)
+
+    @property
+    def _identity(self) -> dict[str, object]:
+        return self._state.identity
 
     # ---- identity -----------------------------------------------------------------------
 
@@ -274,24 +213,23 @@ class VirtualBoard:
     def power_cut(self) -> None:
         """Cut the power at this instant: SIGKILL, nothing flushed, unread serial input lost."""
         with self._lock:
-            if self._vm:
-                self._vm.kill()
-                self._vm = None
-            if self._uart:
-                self._uart.discard_board_input()
-                self._uart.interrupt_char = -1
-            self._set_repl(None)
+            self._halt()
 
     def reset(self, timeout: float = BOOT_TIMEOUT) -> None:
         """Press the reset (EN) button; returns once boot.py has started."""
         with self._lock:
-            if self._vm:
-                self._vm.kill()
-                self._vm = None
-            if self._uart:
-                self._uart.discard_board_input()
+            self._halt()
             self._boot(HARD_RESET, "friendly")
         self._wait_booted(timeout)
+
+    def _halt(self) -> None:
+        if self._vm:
+            self._vm.kill()
+            self._vm = None
+        if self._uart:
+            self._uart.discard_board_input()
+            self._uart.interrupt_char = -1
+        self._set_repl(None)
 
     def _boot(self, cause: int, repl_mode: str, rom_banner: bool = True) -> None:
         assert self._uart
@@ -306,10 +244,11 @@ class VirtualBoard:
         parser = ControlParser()
         holder: list[VmProcess] = []
         ctl_w = self._uart.new_control_pipe(lambda data: self._on_control(holder, parser, data))
+        assert self.flash
         boot = BootConfig(
             flash=self.flash.path,
             flash_blocks=self.flash.block_count,
-            gpio=self.state_dir / "gpio.bin",
+            gpio=self._state.gpio_path,
             addr=self.host,
             hostname=str(self._identity["hostname"]),
             uid=self.uid,
@@ -387,23 +326,26 @@ class VirtualBoard:
 
     # ---- flash, GPIO, link --------------------------------------------------------------
 
+    def _flash(self) -> FlashImage:
+        return self.flash or flash_of(self.state_dir)
+
     def read_file(self, path: str) -> bytes:
         """A file from the flash. While running this reads the last committed state."""
-        return self.flash.read_file(path)
+        return self._flash().read_file(path)
 
     def write_file(self, path: str, data: bytes | str) -> None:
         """Write a file into the flash; only while powered off (the VM owns a running flash)."""
         if self.running:
             raise BoardError("the virtual board is running: power_cut() it before writing its flash from the host")
-        self.flash.write_file(path, data.encode() if isinstance(data, str) else data)
+        self._flash().write_file(path, data.encode() if isinstance(data, str) else data)
 
     def listdir(self, path: str = "/") -> list[str]:
-        return self.flash.listdir(path)
+        return self._flash().listdir(path)
 
     def _gpio(self, slot: int, value: int | None = None) -> int:
         if not 0 <= slot < GPIO_SLOTS:
             raise BoardError(f"GPIO slot {slot} out of range")
-        with open(self.state_dir / "gpio.bin", "r+b", buffering=0) as f:
+        with open(self._state.gpio_path, "r+b", buffering=0) as f:
             if value is not None:
                 os.pwrite(f.fileno(), int(value).to_bytes(4, "little", signed=True), slot * 4)
                 return value
