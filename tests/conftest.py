@@ -56,4 +56,5 @@ def ota_board(tmp_path: Path, ota_project: Path) -> Iterator[VirtualBoard]:
         wait_reachable(b.host, 2018)
         yield b
     finally:
+        print(b.console[-6000:])  # pytest shows it only when the test failed
         b.stop()

@@ -11,7 +11,7 @@ from uota_core.config import Config
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, local_manifest, protected_on_device
-from uota_core.session import DeviceError, Session
+from uota_core.session import DeviceError, Installed, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
 # session reports each chunk through `on_chunk(path, nbytes)`.
@@ -56,7 +56,9 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     started = time.monotonic()
     version = version if version is not None else cfg["version"]
     local = local_manifest(cfg, mode)
-    installed = session.installed()
+    # a device that predates `hello` can't report its files: send everything
+    legacy = session.info is None
+    installed = Installed(version="", release=0, files={}) if legacy else session.installed()
     desired = desired_files(local, installed.files, mode, cfg["fastOtaFiles"])
     deleted = sorted(p for p in installed.files if p not in desired and not protected_on_device(p))
     result = PushResult(version=version, deleted=deleted)
@@ -67,7 +69,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     session.start_ota()
     try:
         session.send_manifest(desired, version, wipe=wipe)
-        need = sorted(local) if wipe else sorted(session.need())
+        need = sorted(local) if wipe or legacy else sorted(session.need())
         unknown = [p for p in need if p not in local]
         if unknown:
             raise PushError(f"the device needs {unknown[0]}, which is not in this project: run `uota full`")

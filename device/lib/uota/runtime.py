@@ -36,6 +36,19 @@ def _run_app():
         _app["state"] = "crashed"
 
 
+def load(name):
+    """Import `name`, waiting out a busy heap: right after boot the app thread may be
+    compiling its own modules, and two compilations at once can exceed a 128 KB heap."""
+    for _ in range(30):
+        gc.collect()
+        try:
+            return __import__(name, None, None, ("_",))
+        except MemoryError:
+            sys.modules.pop(name, None)
+            time.sleep_ms(100)
+    return __import__(name, None, None, ("_",))
+
+
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
 _SESSION_MODULES = ("uota.session", "uota.staging", "uota.admin", "uota.channel", "uota.auth", "uota.paths",
                     "uota.commit", "uota.tree")
@@ -43,10 +56,8 @@ _SESSION_MODULES = ("uota.session", "uota.staging", "uota.admin", "uota.channel"
 
 def _serve(stream, transports):
     reset = False
-    gc.collect()
     try:
-        from uota.session import Session
-
+        Session = load("uota.session").Session
         reset = Session(stream).run()
     except Exception as e:  # a session bug or a full heap must not take the OTA server down
         print("uota: OTA session failed:")

@@ -71,7 +71,9 @@ class Session:
             if fn is None:
                 mod = LAZY[cmd]
                 if mod not in self.ext:
-                    self.ext[mod] = __import__("uota." + mod, None, None, ("Commands",)).Commands(self)
+                    from uota.runtime import load
+
+                    self.ext[mod] = load("uota." + mod).Commands(self)
                 fn = getattr(self.ext[mod], "c_" + cmd)
             fn(arg)
         except Closed:
