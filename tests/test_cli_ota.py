@@ -147,3 +147,22 @@ def test_bad_input_gives_one_error_line(tmp_path: Path, monkeypatch) -> None:
 
     result = uota("remoteio", "call", "x", "novalue", ok=False)
     assert "must look like key=value" in result.stderr or "uota init" in result.stderr
+
+
+def test_bootstrap_again_over_a_running_stack_as_mpy(tmp_path: Path, monkeypatch) -> None:
+    project = tmp_path / "proj"
+    uota("init", "--dir", str(project))
+    monkeypatch.chdir(project)
+    with VirtualBoard(tmp_path / "b", name="mpyb", baud=None, mdns=False) as board, show_console_on_failure(board):
+        set_config(project, hostname=board.host)
+        uota("bootstrap", "--port", board.serial_port)
+        wait_reachable(board.host, 2018)
+        # the event loop is running now: bootstrap must interrupt it, then replace .py by .mpy
+        out = uota("bootstrap", "--port", board.serial_port, "--mpy").output
+        assert "lib/uota/session.mpy" in out
+        wait_reachable(board.host, 2018)
+        uota("fast")
+        assert last_json(uota("remoteio", "call", "hello", "--json")) == {"result": "hello world"}
+        board.power_cut()
+        names = board.listdir("/lib/uota")
+        assert "session.mpy" in names and "session.py" not in names

@@ -66,7 +66,7 @@ def select_files(root: Path, include: Iterable[str], exclude: Iterable[str]) -> 
             rel = rel_dir + name
             if matches(rel, include) and not matches(rel, exclude):
                 found.append(rel)
-    return found
+    return sorted(found)
 
 
 @dataclass(frozen=True)
