@@ -141,3 +141,26 @@ def test_out_of_space_mid_push_keeps_the_old_version(tmp_path: Path, ota_project
         with open_session(load_config(ota_project)) as s:
             assert "ota_stage/" not in s.ls("/")
             assert s.ping()
+
+
+def test_remoteio_requires_the_password_when_the_device_has_one(ota_board: VirtualBoard,
+                                                                 ota_project: Path) -> None:
+    from uota_core.auth import password_key
+    from uota_core.session import AuthError
+
+    ota_board.power_cut()
+    ota_board.write_file("/config/.ota.secrets.json", json.dumps({"otaPassword": password_key("pw").hex()}))
+    ota_board.power_on()
+    with pytest.raises(AuthError, match="requires the OTA password"):
+        RemoteIOClient(ota_board.host)
+    with pytest.raises(AuthError, match="wrong OTA password"):
+        RemoteIOClient(ota_board.host, password="nope")
+    with RemoteIOClient(ota_board.host, password="pw") as rio:
+        assert rio.call("ping") == "pong"
+    # a client that skips the handshake gets neither prints nor handler results
+    from uota_core.tcp import TcpLink
+
+    with TcpLink(ota_board.host, 2019) as raw:
+        assert json.loads(raw.readline())["hello"]["auth"] is True
+        raw.write(b'{"id": 1, "call": "ping", "args": {}}\n')
+        assert json.loads(raw.readline()) == {"id": 1, "e": "auth required"}

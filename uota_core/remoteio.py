@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from uota_core.auth import auth_response, password_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, Link, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, Link, LinkError, LinkTimeout
+from uota_core.session import AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
 
@@ -27,7 +29,7 @@ class RemoteCallError(UotaError):
 
 class RemoteIOClient:
     def __init__(self, host: str | None = None, port: int = REMOTEIO_PORT, timeout: float = DEFAULT_TIMEOUT,
-                 link: Link | None = None) -> None:
+                 link: Link | None = None, password: str = "") -> None:
         if link is None:
             if host is None:
                 raise ValueError("RemoteIOClient needs a host or a link")
@@ -36,6 +38,33 @@ class RemoteIOClient:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._prints: deque[str] = deque(maxlen=10000)
+        self.device_id = ""
+        try:
+            self._handshake(password)
+        except BaseException:
+            link.close()
+            raise
+
+    def _handshake(self, password: str) -> None:
+        """Read the device's hello; answer its challenge if it has a password."""
+        hello = self._frame(self.timeout).get("hello")
+        if not isinstance(hello, dict):
+            raise LinkError(f"{self.link.name} is not a uota RemoteIO server (no hello)")
+        self.device_id = str(hello.get("id", ""))
+        if not hello.get("auth"):
+            return
+        if not password:
+            raise AuthError("the device's RemoteIO requires the OTA password: set otaPassword in "
+                            "config/.ota.secrets.json")
+        response = auth_response(password_key(password), str(hello.get("nonce", "")))
+        self.link.write(json.dumps({"auth": response}).encode() + b"\n")
+        while True:
+            reply = self._frame(self.timeout)
+            if reply.get("auth") == "ok":
+                return
+            if "e" in reply:
+                raise AuthError("wrong OTA password for RemoteIO: otaPassword in config/.ota.secrets.json "
+                                "doesn't match the device's")
 
     def __enter__(self) -> "RemoteIOClient":
         return self

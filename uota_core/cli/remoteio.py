@@ -29,7 +29,8 @@ def parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def _client(host: str | None, port: int | None, timeout: float) -> RemoteIOClient:
     cfg = project_config()
-    return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout)
+    return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout,
+                          password=cfg.password)
 
 
 @click.group()

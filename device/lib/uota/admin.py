@@ -82,4 +82,7 @@ class Commands:
         sec["otaPassword"] = new
         fs.write_json(fs.full(fs.SECRETS), sec)
         self.s.pw = new
+        import uota.remoteio
+
+        uota.remoteio.password = new  # RemoteIO checks the same password from now on
         self.s.ch.reply("ok")

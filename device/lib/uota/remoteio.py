@@ -5,7 +5,8 @@
 #   @remoteio.on("set_led")
 #   def _(state=False): ...
 #
-# The app's print() only appends to a bounded buffer under a lock; sockets are touched by
+# With an OTA password, a listener gets prints and may call handlers only after the same
+# challenge-response as the OTA port. The app's print() only appends to a bounded buffer under a lock; sockets are touched by
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
 import json
 import time
@@ -24,6 +25,7 @@ _clients = []
 _orig_print = None
 _boot_ticks = time.ticks_ms()
 version = ""
+password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
 
 
 def on(name):
@@ -92,9 +94,32 @@ def uninstall():
 
 class _Client:
     def __init__(self, sock):
+        import os
+        import binascii
+
         self.sock = sock
         self.inbuf = b""
         self.out = bytearray()
+        self.authed = not password
+        self.nonce = binascii.hexlify(os.urandom(16)).decode()
+        try:
+            import machine
+
+            dev = binascii.hexlify(machine.unique_id()).decode()
+        except (ImportError, AttributeError):
+            dev = "unknown"
+        hello = {"proto": 2, "id": dev, "nonce": self.nonce, "auth": not self.authed}
+        self.out += json.dumps({"hello": hello}).encode() + b"\n"
+
+
+def _check_auth(c, response):
+    # same challenge-response as the OTA port (docs/protocol.md "Authentication")
+    import binascii
+    from uota import auth
+
+    ok = auth.same(response, auth.hmac_hex(binascii.unhexlify(password), c.nonce.encode()))
+    c.nonce = ""  # one guess per connection
+    return ok
 
 
 def _call(frame):
@@ -145,8 +170,18 @@ def _read(c):
             frame = json.loads(line)
         except ValueError:
             frame = None
-        if isinstance(frame, dict) and "call" in frame:
-            c.out += json.dumps(_call(frame)).encode() + b"\n"
+        if not isinstance(frame, dict):
+            continue
+        if "auth" in frame and not c.authed:
+            if c.nonce and isinstance(frame["auth"], str) and _check_auth(c, frame["auth"]):
+                c.authed = True
+                reply = {"auth": "ok"}
+            else:
+                reply = {"e": "auth failed"}
+            c.out += json.dumps(reply).encode() + b"\n"
+        elif "call" in frame:
+            reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
+            c.out += json.dumps(reply).encode() + b"\n"
     if len(c.inbuf) > IN_LIMIT:
         _drop(c)
 
@@ -183,7 +218,7 @@ def poll(transport):
         for text in texts:
             frame = json.dumps({"p": text}).encode() + b"\n"
             for c in _clients:
-                if len(c.out) + len(frame) <= OUT_LIMIT:
+                if c.authed and len(c.out) + len(frame) <= OUT_LIMIT:
                     c.out += frame
     busy = False
     for c in list(_clients):

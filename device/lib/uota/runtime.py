@@ -118,7 +118,9 @@ def main():
         cfg = {}
     man = fs.read_json(fs.full(fs.MANIFEST), {})
     remoteio.version = man.get("version", "") if isinstance(man, dict) else ""
-    del man
+    sec = fs.read_json(fs.full(fs.SECRETS), {})
+    remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
+    del man, sec
     sys.modules.pop("uota.commit", None)  # boot-time only: free their bytecode
     sys.modules.pop("uota.tree", None)
     gc.collect()
