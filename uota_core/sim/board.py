@@ -282,6 +282,10 @@ class VirtualBoard:
             with self._lock:
                 if not holder or holder[0] is not self._vm:
                     return  # a message from a VM that has since been killed
+                # The VM printed what precedes this message first: record it first, so a
+                # caller woken by the message finds that output on the console.
+                if self._uart:
+                    self._uart.collect_board_output()
                 self._handle(payload.decode(errors="replace").split())
 
     def _handle(self, words: list[str]) -> None:
@@ -295,7 +299,6 @@ class VirtualBoard:
         elif words[0] == "intr" and len(words) > 1:
             self._uart.interrupt_char = int(words[1])
         elif words[0] == "reset" and len(words) > 1:
-            self._uart.collect_board_output()
             if self._vm:
                 self._vm.kill()
             if words[1] == "soft":
