@@ -81,7 +81,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def installed(root: Path) -> dict:
-    return json.loads((root / "ota_manifest.json").read_text())
+    info = json.loads((root / "ota_version.json").read_text())
+    lines = (root / "ota_manifest.txt").read_text().splitlines()
+    return {**info, "files": dict(line.rsplit(":", 1) for line in lines)}
 
 
 def test_documented_commands_on_a_fresh_device(device: FakeDevice) -> None:

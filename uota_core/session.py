@@ -12,7 +12,8 @@ from uota_core.auth import auth_response, manifest_signature, passwd_request, pa
 from uota_core.errors import UotaError
 from uota_core.link import Link, LinkClosed, LinkError
 
-Progress = Callable[[int], None]  # called with the byte count of each chunk sent
+Progress = Callable[[int], None]
+MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "  # called with the byte count of each chunk sent
 
 
 class DeviceError(UotaError):
@@ -165,9 +166,11 @@ class Session:
         self.request("wipe", timeout=60)
 
     def installed(self) -> Installed:
-        data = json.loads(self._blob("files"))
-        return Installed(version=str(data.get("version", "")), release=int(data.get("release", 0)),
-                         files=dict(data.get("files", {})))
+        """The installed set: a JSON header line, then sorted `path:sha256` lines."""
+        head, *lines = self._blob("files").decode().splitlines()
+        info = json.loads(head)
+        files = dict(line.rsplit(":", 1) for line in lines if line)
+        return Installed(version=str(info.get("version", "")), release=int(info.get("release", 0)), files=files)
 
     def passwd(self, new_password: str) -> None:
         if self.info is None or not self.info.auth:
@@ -185,15 +188,21 @@ class Session:
             raise DeviceError(f"unexpected reply to start_ota: {reply!r}")
 
     def send_manifest(self, files: dict[str, str], version: str, wipe: bool = False) -> None:
-        body: dict[str, Any] = {"version": version, "files": files}
+        """The complete desired set. Extension-aware devices get the lines format (streamed
+        to flash on the device, so its size doesn't matter); others the documented JSON."""
+        header: dict[str, Any] = {"version": version}
         if wipe:
-            body["wipe"] = True
-        if self.info is not None:
-            body["release"] = self.info.release + 1
+            header["wipe"] = True
+        if self.info is None:
+            data = json.dumps({**header, "files": files}, separators=(",", ":")).encode()
+        else:
+            header["release"] = self.info.release + 1
             if self.signing_key:
-                body["sig"] = manifest_signature(self.signing_key, self.info.id, self.info.nonce,
-                                                 body["release"], version, files, wipe)
-        data = json.dumps(body, separators=(",", ":")).encode()
+                header["sig"] = manifest_signature(self.signing_key, self.info.id, self.info.nonce,
+                                                   header["release"], version, files, wipe)
+            lines = [MANIFEST_LINES_MAGIC + json.dumps(header, separators=(",", ":"))]
+            lines += [f"{path}:{files[path]}" for path in sorted(files)]
+            data = ("\n".join(lines) + "\n").encode()
         self.link.write(f"manifest {len(data)}\n".encode() + data)
         reply = self._check(self._reply(timeout=60), "manifest")  # resume re-hashes staged files
         if reply == "sig_mismatch":

@@ -2,7 +2,7 @@
 # A separate module, loaded on first use: small modules compile within a small heap.
 import json
 import binascii
-from uota import fs, paths, auth, tree
+from uota import fs, paths, auth, tree, mlist
 from uota.session import Refused
 
 
@@ -28,41 +28,29 @@ class Commands:
         size = fs.size(fs.full(p))
         if size < 0 or fs.is_dir(fs.full(p)):
             raise Refused("error: no such file %s" % p)
-        self.s.ch.reply(str(size))
-        mv = memoryview(self.s.chunk)
-        with open(fs.full(p), "rb") as f:
-            while True:
-                n = f.readinto(self.s.chunk)
-                if not n:
-                    break
-                self.s.ch.write(mv[:n])
+        self.s.send_file(fs.full(p))
 
     def c_rm(self, arg):
-        from uota.commit import installed
+        import os
 
         p = self.s.rel_path(arg)
         if not paths.deletable(p):
             raise Refused("error: %s is protected" % p)
         if not fs.exists(fs.full(p)) or fs.is_dir(fs.full(p)):
             raise Refused("error: no such file %s" % p)
-        import os
-
         os.remove(fs.full(p))
-        m = installed()
-        if m["files"].pop(p, None):
-            fs.write_json(fs.full(fs.MANIFEST), m)
+        mlist.keep_existing()
         self.s.ch.reply("ok")
 
     def c_wipe(self, arg):
-        from uota.commit import installed
         import os
 
-        m = installed()
-        for p in [p for p in tree.walk(fs.ROOT) if paths.wipeable(p)]:
+        for p in tree.walk(fs.ROOT):  # listdir per dir: deleting as we go is safe
+            if not paths.wipeable(p):
+                continue
             os.remove(fs.full(p))
             tree.prune_dirs(fs.full(p), fs.ROOT)
-            m["files"].pop(p, None)
-        fs.write_json(fs.full(fs.MANIFEST), m)
+        mlist.keep_existing()
         self.s.ch.reply("ok")
 
     def c_passwd(self, arg):

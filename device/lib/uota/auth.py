@@ -13,7 +13,7 @@ class Hmac:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
 
     def update(self, data):
-        self._inner.update(data)
+        self._inner.update(data.encode() if isinstance(data, str) else data)
 
     def digest(self):
         h = hashlib.sha256(self._outer)
@@ -57,9 +57,14 @@ def device_id():
         return "unknown"
 
 
+def sig_prefix(dev_id, nonce_hex, release, version, wipe):
+    """The signed payload's header lines; the sorted "path:sha256" lines follow."""
+    return "uota-manifest-1%s\n%s\n%s\n%d\n%s\n" % (" wipe" if wipe else "", dev_id, nonce_hex, release, version)
+
+
 def manifest_sig(key, dev_id, nonce_hex, release, version, files, wipe):
     h = Hmac(key)
-    h.update(("uota-manifest-1%s\n%s\n%s\n%d\n%s\n" % (" wipe" if wipe else "", dev_id, nonce_hex, release, version)).encode())
+    h.update(sig_prefix(dev_id, nonce_hex, release, version, wipe))
     for path in sorted(files):
-        h.update(("%s:%s\n" % (path, files[path])).encode())
+        h.update("%s:%s\n" % (path, files[path]))
     return h.hexdigest()

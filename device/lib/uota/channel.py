@@ -55,6 +55,12 @@ class Channel:
             self._fill()
             scanned = self.start + seen
 
+    def peek(self):
+        """The next byte, without consuming it."""
+        if self.start == self.end:
+            self._fill()
+        return self.buf[self.start]
+
     def readinto(self, mv):
         """Up to len(mv) bytes, at least one; never more than the caller still expects."""
         if self.start == self.end:

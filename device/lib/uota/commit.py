@@ -1,45 +1,51 @@
 # Journaled atomic apply of a staged file set, and rollback to /ota_prev/ through the same
 # journal (docs/protocol.md "Commit"). Every step is idempotent, so a boot that finds the
 # journal replays it and lands on exactly the new set.
-from uota import fs, tree
+from uota import fs, tree, mlist
+
+PREV_MANIFEST = "/.manifest.txt"
+PREV_VERSION = "/.version.json"
 
 
-def installed():
-    m = fs.read_json(fs.full(fs.MANIFEST))
-    if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
-        m = {"version": "", "release": 0, "files": {}}
-    return m
-
-
-def _wipe_candidates(keep):
-    from uota import paths
-
-    return [p for p in tree.walk(fs.ROOT) if p not in keep and paths.wipeable(p)]
-
-
-def begin(files, version, release, moves, wipe):
-    """Commit `moves` (staged paths) so that `files` becomes the installed set."""
-    from uota import paths
-
-    cur = installed()
-    deletes = [p for p in cur["files"] if p not in files and paths.deletable(p)]
-    if wipe:
-        for p in _wipe_candidates(files):
-            if p not in deletes:
-                deletes.append(p)
+def begin(version, release, wipe):
+    """Install the pending manifest: staged files move in, files it drops move out."""
     prev = fs.full(fs.PREV)
     tree.rmtree(prev)
-    fs.write_json(prev + "/.manifest.json", cur)
-    manifest = {"version": version, "release": release, "files": files}
+    mlist.copy(fs.full(fs.MANIFEST), prev + PREV_MANIFEST)
+    fs.write_json(prev + PREV_VERSION, fs.version_info())
     fs.write_json(
         fs.full(fs.JOURNAL),
-        {"src": fs.STAGE, "backup": 1, "moves": moves, "deletes": deletes, "manifest": manifest},
+        {"src": fs.STAGE, "backup": 1, "manifest": fs.PENDING, "version": version, "release": release,
+         "wipe": wipe},
     )
     return apply()
 
 
+def _in(src, p, backup, prev):
+    d = fs.full(p)
+    if backup and fs.exists(d) and not fs.exists(prev + "/" + p):
+        fs.move(d, prev + "/" + p)
+    fs.move(src + "/" + p, d)
+
+
+def _out(p, backup, prev):
+    d = fs.full(p)
+    if backup and not fs.exists(prev + "/" + p):
+        fs.move(d, prev + "/" + p)
+    else:
+        fs.remove(d)
+    tree.prune_dirs(d, fs.ROOT)
+
+
 def apply():
-    """Finish the journalled commit if there is one; returns True if it did."""
+    """Finish the journalled commit if there is one; returns True if it did.
+
+    Nothing here is a list held from before a power cut: what to move is what is left in
+    the source dir, what to delete is recomputed from the two manifests until the new one
+    is swapped in. So every replay picks up exactly where the last one stopped.
+    """
+    from uota import paths
+
     j = fs.read_json(fs.full(fs.JOURNAL))
     if not isinstance(j, dict):
         fs.remove(fs.full(fs.JOURNAL))
@@ -47,44 +53,51 @@ def apply():
     src = fs.full(j["src"])
     prev = fs.full(fs.PREV)
     backup = j.get("backup")
-    for p in j["moves"]:
-        s, d = src + "/" + p, fs.full(p)
-        if not fs.exists(s):
-            continue  # moved before the power cut
-        if backup and fs.exists(d) and not fs.exists(prev + "/" + p):
-            fs.move(d, prev + "/" + p)
-        fs.move(s, d)
-    for p in j["deletes"]:
-        d = fs.full(p)
-        if not fs.exists(d):
-            continue
-        if backup and not fs.exists(prev + "/" + p):
-            fs.move(d, prev + "/" + p)
-        else:
-            fs.remove(d)
-        tree.prune_dirs(d, fs.ROOT)
-    fs.write_json(fs.full(fs.MANIFEST), j["manifest"])
+    new = fs.full(j["manifest"])
+    swapped = not fs.exists(new)
+    if j["src"] == fs.PREV:
+        # a rollback restores every backed-up file, listed in the old manifest or not
+        skip = (PREV_MANIFEST[1:], PREV_VERSION[1:])
+        while True:
+            p = tree.first_file(src, skip)
+            if p is None:
+                break
+            _in(src, p, backup, prev)
+    else:
+        # staged files of the new set (stale leftovers in the stage are just dropped)
+        for p, _ in mlist.entries(fs.full(fs.MANIFEST) if swapped else new):
+            if fs.exists(src + "/" + p):
+                _in(src, p, backup, prev)
+    if not swapped:  # deletions may be unfinished until the new manifest is in place
+        for p in mlist.missing_from(fs.full(fs.MANIFEST), new):
+            if paths.deletable(p) and fs.exists(fs.full(p)):
+                _out(p, backup, prev)
+        if j.get("wipe"):
+            r = mlist.Reader(new)
+            for p in tree.walk(fs.ROOT):  # listdir per dir: deleting as we go is safe
+                if paths.wipeable(p) and r.find(p) is None:
+                    _out(p, backup, prev)
+            r.close()
+        fs.move(new, fs.full(fs.MANIFEST))
+    fs.write_json(fs.full(fs.VERSION), {"version": j["version"], "release": j["release"]})
     tree.rmtree(src)
     fs.remove(fs.full(fs.JOURNAL))
     return True
 
 
 def can_rollback():
-    return fs.exists(fs.full(fs.PREV) + "/.manifest.json")
+    return fs.exists(fs.full(fs.PREV) + PREV_MANIFEST)
 
 
 def rollback():
     """Restore the set saved in /ota_prev/ (keeping the release counter)."""
-    prev = fs.full(fs.PREV)
-    old = fs.read_json(prev + "/.manifest.json")
-    if not isinstance(old, dict) or not isinstance(old.get("files"), dict):
+    if not can_rollback():
         return False
-    cur = installed()
-    moves = [p for p in tree.walk(prev) if p != ".manifest.json"]
-    deletes = [p for p in cur["files"] if p not in old["files"]]
-    manifest = {"version": old.get("version", ""), "release": cur.get("release", 0), "files": old["files"]}
+    old = fs.read_json(fs.full(fs.PREV) + PREV_VERSION, {})
     fs.write_json(
         fs.full(fs.JOURNAL),
-        {"src": fs.PREV, "backup": 0, "moves": moves, "deletes": deletes, "manifest": manifest},
+        {"src": fs.PREV, "backup": 0, "manifest": fs.PREV + PREV_MANIFEST,
+         "version": old.get("version", "") if isinstance(old, dict) else "",
+         "release": fs.version_info()["release"]},
     )
     return apply()

@@ -8,7 +8,9 @@ ROOT = ""
 
 STAGE = "ota_stage"
 PREV = "ota_prev"
-MANIFEST = "ota_manifest.json"
+MANIFEST = "ota_manifest.txt"  # installed set, sorted path:sha256 lines (uota.mlist)
+PENDING = "ota_pending.txt"  # the set an OTA session is about to install
+VERSION = "ota_version.json"  # version + release alone: cheap to read
 JOURNAL = "ota_journal.json"
 BOOT_STATE = "ota_boot.json"
 SECRETS = "config/.ota.secrets.json"
@@ -86,3 +88,11 @@ def write_json(path, obj):
     with open(tmp, "w") as f:
         json.dump(obj, f)
     move(tmp, path)
+
+
+def version_info():
+    """{"version", "release"} of the installed set, without parsing its file list."""
+    v = read_json(full(VERSION), {})
+    if not isinstance(v, dict):
+        v = {}
+    return {"version": v.get("version", ""), "release": v.get("release", 0)}

@@ -51,7 +51,7 @@ def load(name):
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
 _SESSION_MODULES = ("uota.session", "uota.staging", "uota.admin", "uota.channel", "uota.auth", "uota.paths",
-                    "uota.commit", "uota.tree")
+                    "uota.commit", "uota.tree", "uota.mlist")
 
 
 def _serve(stream, transports):
@@ -116,13 +116,13 @@ def main():
     cfg = fs.read_json(fs.full(fs.CONFIG), {})
     if not isinstance(cfg, dict):
         cfg = {}
-    man = fs.read_json(fs.full(fs.MANIFEST), {})
-    remoteio.version = man.get("version", "") if isinstance(man, dict) else ""
+    remoteio.version = fs.version_info()["version"]
     sec = fs.read_json(fs.full(fs.SECRETS), {})
     remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
-    del man, sec
+    del sec
     sys.modules.pop("uota.commit", None)  # boot-time only: free their bytecode
     sys.modules.pop("uota.tree", None)
+    sys.modules.pop("uota.mlist", None)
     gc.collect()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
     # import everything the loop needs before the app thread starts importing too

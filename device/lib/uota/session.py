@@ -93,6 +93,20 @@ class Session:
         self.ch.reply(str(len(data)))
         self.ch.write(data)
 
+    def send_file(self, path):
+        """`<size>\n<bytes>`, streamed from flash in chunks."""
+        self.ch.reply(str(fs.size(path)))
+        self._stream(path)
+
+    def _stream(self, path):
+        mv = memoryview(self.chunk)
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(self.chunk)
+                if not n:
+                    break
+                self.ch.write(mv[:n])
+
     def read_body(self, n):
         buf = bytearray(n)
         mv = memoryview(buf)
@@ -123,9 +137,7 @@ class Session:
         self.ch.reply("pong")
 
     def c_version(self, arg):
-        from uota.commit import installed
-
-        self.ch.reply(json.dumps({"version": installed().get("version", "")}))
+        self.ch.reply(json.dumps({"version": fs.version_info()["version"]}))
 
     def c_reset(self, arg):
         self.ch.reply("ok")
@@ -134,10 +146,10 @@ class Session:
     # -- extensions -----------------------------------------------------------------
 
     def c_hello(self, arg):
-        from uota.commit import installed
         import gc
 
-        cur = installed()
+        gc.collect()
+        cur = fs.version_info()
         self.nonce = auth.nonce()
         self.authed = not self.pw
         info = {
@@ -167,6 +179,12 @@ class Session:
             raise Refused("error: auth failed")
 
     def c_files(self, arg):
-        from uota.commit import installed
-
-        self.send_blob(json.dumps(installed()))
+        # the installed manifest in the lines format: a JSON header line, then the sorted
+        # "path:sha256" lines streamed from flash (never built in RAM)
+        path = fs.full(fs.MANIFEST)
+        head = json.dumps(fs.version_info()) + "\n"
+        size = fs.size(path)
+        self.ch.reply(str(len(head) + max(size, 0)))
+        self.ch.write(head)
+        if size > 0:
+            self._stream(path)

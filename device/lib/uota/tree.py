@@ -56,3 +56,26 @@ def sha256_file(path, buf):
                 break
             h.update(mv[:n])
     return binascii.hexlify(h.digest()).decode()
+
+
+def first_file(top, skip=(), rel=""):
+    """Some file below `top` (relative path), skipping `skip` and *.part; None if none.
+
+    Callers that move files out one at a time use this instead of a full listing, which
+    for a 100-file directory would need one large block of a fragmented heap."""
+    d = top + "/" + rel if rel else top
+    try:
+        it = os.ilistdir(d)
+    except OSError:
+        return None
+    found = None
+    for entry in it:
+        if found is not None:
+            continue  # drain the iterator so the directory handle closes
+        name = entry[0]
+        r = rel + "/" + name if rel else name
+        if entry[1] == 0x4000:
+            found = first_file(top, skip, r)
+        elif not name.endswith(".part") and r not in skip:
+            found = r
+    return found

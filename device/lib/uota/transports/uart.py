@@ -1,0 +1,271 @@
+# USB serial transport (docs/protocol.md "Serial transport"). The host enters the raw REPL
+# and calls serve(): the normal OTA session (or RemoteIO calls) then runs over CRC-checked,
+# acknowledged frames on the REPL UART. Bytes outside frames are app print() output, so an
+# app thread that keeps printing can't corrupt the protocol.
+#
+# Self-contained on purpose: on a board without the uota lib the host sends this source
+# through the raw REPL, then the session modules over the framed link (see _setup).
+import sys
+import select
+from binascii import crc32
+
+VERSION = 1
+DATA, ACK, NAK, POLL, CLOSE = 1, 2, 3, 4, 5
+# frame: a5 5a type seq ack len payload crc32(type..payload, LE). 118 bytes of payload make
+# 128-byte frames, and the host keeps at most two in flight: a 256-byte UART buffer can't overflow
+MAXP = 118
+WIN = 4  # our frames in flight towards the host (it has RAM to spare)
+IDLE_MS = 10000  # no frame from the host for this long: it is gone, end the session
+
+
+class UartStream:
+    """recv/readinto/write over the framed UART, as uota.channel.Channel expects."""
+
+    def __init__(self, idle_ms=IDLE_MS):
+        self.rx = sys.stdin.buffer
+        self.tx = sys.stdout.buffer
+        self.poll = select.poll()
+        self.poll.register(sys.stdin, select.POLLIN)
+        self.buf = bytearray(MAXP + 10)  # bytes of the frame being parsed
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.inq = b""  # payload received in order, not consumed yet
+        self.rseq = 0  # next sequence number expected from the host
+        self.tseq = 0  # sequence number of our next DATA frame
+        self.unacked = []  # [(seq, frame)] sent, not acknowledged yet
+        self.nak = False
+        self.closed = False
+        self.idle_ms = idle_ms
+
+    # -- frames ---------------------------------------------------------------------
+
+    def _fill(self, want):
+        # reads block until `want` bytes are buffered (UART reads never return short); only
+        # the first byte of a frame waits with a deadline, so a vanished host ends the session
+        while self.n < want:
+            if self.n == 0 and not self.poll.poll(self.idle_ms):
+                raise OSError(110)
+            self.n += self.rx.readinto(self.mv[self.n : want])
+
+    def _shift(self, k):
+        # drop k bytes and everything before the next possible sync byte (resynchronise)
+        i = self.buf.find(b"\xa5", k, self.n)
+        if i < 0:
+            i = self.n
+        self.buf[: self.n - i] = self.buf[i : self.n]
+        self.n -= i
+
+    def _next(self):
+        """Read up to the next valid frame; its payload length (the frame is at buf[0:])."""
+        b = self.buf
+        while True:
+            self._fill(2)
+            if b[0] != 0xA5 or b[1] != 0x5A:
+                self._shift(1)
+                continue
+            self._fill(6)
+            ln = b[5]
+            if ln > MAXP:
+                self._shift(1)
+                continue
+            self._fill(10 + ln)
+            if crc32(self.mv[2 : 6 + ln]) & 0xFFFFFFFF == int.from_bytes(b[6 + ln : 10 + ln], "little"):
+                return ln
+            self._shift(1)  # damaged: a retransmission will bring it again
+
+    def _send(self, t, seq=0, payload=b""):
+        h = bytes((t, seq, self.rseq, len(payload))) + payload
+        f = b"\xa5\x5a" + h + (crc32(h) & 0xFFFFFFFF).to_bytes(4, "little")
+        self.tx.write(f)
+        return f
+
+    def _handle(self):
+        ln = self._next()
+        b = self.buf
+        t, seq, ack = b[2], b[3], b[4]
+        payload = bytes(self.mv[6 : 6 + ln]) if t == DATA else b""
+        self._shift(10 + ln)
+        # the host's ack: drop our frames it has (seq before ack, modulo 256)
+        while self.unacked and 0 < (ack - self.unacked[0][0]) & 255 <= 128:
+            self.unacked.pop(0)
+        if t == DATA:
+            d = (seq - self.rseq) & 255
+            if d == 0:
+                if len(self.inq) < 2048:
+                    self.inq += payload
+                    self.rseq = (seq + 1) & 255
+                    self.nak = False
+                # credit goes back as soon as the frame is out of the UART buffer
+                self._send(ACK)
+            elif d < 128:
+                if not self.nak:  # a gap: ask once for a resend from rseq
+                    self.nak = True
+                    self._send(NAK)
+            else:
+                self._send(ACK)  # a duplicate: our ack got lost
+        elif t == POLL or t == NAK:
+            for _, f in self.unacked:  # go back N: resend everything not acknowledged
+                self.tx.write(f)
+            if t == POLL:
+                self._send(NAK)  # tells the host where we are, so it resends what we lack
+        elif t == CLOSE:
+            self.closed = True
+
+    # -- the stream the session reads -----------------------------------------------
+
+    def recv(self, n):
+        while not self.inq:
+            if self.closed:
+                return b""
+            self._handle()
+        d = self.inq[:n]
+        self.inq = self.inq[n:]
+        return d
+
+    def readinto(self, mv):
+        d = self.recv(len(mv))
+        mv[: len(d)] = d
+        return len(d)
+
+    def write(self, data):
+        mv = memoryview(data)
+        while mv:
+            while len(self.unacked) >= WIN:
+                self._handle()
+                if self.closed:
+                    raise OSError(104)
+            f = self._send(DATA, self.tseq, bytes(mv[:MAXP]))
+            self.unacked.append((self.tseq, f))
+            self.tseq = (self.tseq + 1) & 255
+            mv = mv[MAXP:]
+
+    def close(self, reset=False):
+        # let the host acknowledge what we sent (bounded by the idle timeout), then say
+        # goodbye; "R" tells it the board resets itself (no soft reset needed)
+        try:
+            while self.unacked and not self.closed:
+                self._handle()
+        except OSError:
+            pass
+        for _ in range(3):  # redundant: a lost CLOSE would leave the host waiting
+            self._send(CLOSE, 0, b"R" if reset else b"")
+
+
+def _line(s):
+    out = b""
+    while not out.endswith(b"\n"):
+        c = s.recv(1)
+        if not c:
+            raise OSError(104)
+        out += c
+    return out[:-1].decode()
+
+
+class RamFS:
+    # a read-only VFS holding one module source at a time, for importing injected modules
+    def __init__(self):
+        self.files = {}
+
+    def mount(self, ro, mkfs):
+        pass
+
+    def umount(self):
+        pass
+
+    def stat(self, p):
+        p = p.strip("/")
+        if p in self.files:
+            return (0x8000, 0, 0, 0, 0, 0, len(self.files[p]), 0, 0, 0)
+        if p in ("", "uota", "uota/transports"):
+            return (0x4000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        raise OSError(2)
+
+    def open(self, p, mode):
+        import io
+
+        try:
+            return io.BytesIO(self.files[p.strip("/")])
+        except KeyError:
+            raise OSError(2)
+
+    def ilistdir(self, p):
+        return iter(())
+
+
+def _setup(s):
+    """Injected modules ("mod <path> <size>", .mpy or .py), until "run <mode>"; returns the mode."""
+    import gc
+
+    ram = None
+    while True:
+        cmd, _, arg = _line(s).partition(" ")
+        if cmd == "run":
+            return arg
+        path, n = arg.split(" ")
+        n = int(n)
+        src = b""
+        while len(src) < n:
+            src += s.recv(n - len(src))
+        if ram is None:
+            try:
+                import vfs
+            except ImportError:
+                import os as vfs
+            ram = RamFS()
+            vfs.mount(ram, "/__uota")
+            sys.path.insert(0, "/__uota")
+        ram.files = {path: src}
+        del src
+        gc.collect()
+        __import__(path.rsplit(".", 1)[0].replace("/", "."))
+        ram.files = {}  # modules compiled one at a time: only one source is ever in RAM
+        gc.collect()
+        s.write(b"ok\n")
+
+
+def _remoteio(s):
+    import json
+    import binascii
+    import machine
+    from uota import remoteio
+
+    # USB is physical access (the raw REPL runs anything), so no challenge here
+    dev = binascii.hexlify(machine.unique_id()).decode()
+    s.write(json.dumps({"hello": {"proto": 2, "id": dev, "auth": False}}).encode() + b"\n")
+    while True:
+        try:
+            frame = json.loads(_line(s))
+        except ValueError:
+            continue
+        if isinstance(frame, dict) and "call" in frame:
+            s.write(json.dumps(remoteio._call(frame)).encode() + b"\n")
+
+
+def serve():
+    """Run one host session on the UART; called by the host through the raw REPL."""
+    import micropython
+    import gc
+
+    micropython.kbd_intr(-1)  # 0x03 is data now, not a KeyboardInterrupt
+    s = UartStream()
+    reset = False
+    try:
+        mode = _setup(s)
+        gc.collect()
+        if mode == "ota":
+            from uota.session import Session
+
+            reset = Session(s).run()
+        elif mode == "rio":
+            _remoteio(s)
+    except OSError:
+        pass  # the host went away or closed the session
+    finally:
+        s.close(reset)
+        micropython.kbd_intr(3)
+    if reset:
+        import machine
+        import time
+
+        time.sleep_ms(50)
+        machine.reset()
