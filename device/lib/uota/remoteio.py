@@ -9,7 +9,9 @@
 # challenge-response as the OTA port. The app's print() only appends to a bounded buffer under a lock; sockets are touched by
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
 import json
+import os
 import time
+import binascii
 import _thread
 
 MAX_CLIENTS = 4
@@ -23,6 +25,7 @@ _pending_len = 0
 _lock = _thread.allocate_lock()
 _clients = []
 _orig_print = None
+generation = 0  # bumped when the set of client sockets changes (the event loop polls them)
 _boot_ticks = time.ticks_ms()
 version = ""
 password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
@@ -94,9 +97,6 @@ def uninstall():
 
 class _Client:
     def __init__(self, sock):
-        import os
-        import binascii
-
         self.sock = sock
         self.inbuf = b""
         self.out = bytearray()
@@ -141,12 +141,18 @@ def _call(frame):
 
 
 def _drop(c):
+    global generation
     try:
         c.sock.close()
     except OSError:
         pass
     if c in _clients:
         _clients.remove(c)
+        generation += 1
+
+
+def sockets():
+    return [c.sock for c in _clients]
 
 
 def _read(c):
@@ -202,12 +208,13 @@ def _flush(c):
 
 def poll(transport):
     """One non-blocking round: accept, read calls, run handlers, ship prints, flush."""
-    global _pending, _pending_len
+    global _pending, _pending_len, generation
     conn = transport.accept_remoteio()
     if conn is not None:
         if len(_clients) >= MAX_CLIENTS:
             _drop(_clients[0])
         _clients.append(_Client(conn))
+        generation += 1
     if not _clients:
         return False
     for c in list(_clients):

@@ -4,6 +4,7 @@
 import sys
 import time
 import gc
+import select
 import _thread
 from uota import fs, boot_guard, remoteio
 
@@ -50,8 +51,20 @@ def load(name):
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("uota.session", "uota.staging", "uota.admin", "uota.channel", "uota.auth", "uota.paths",
-                    "uota.commit", "uota.tree", "uota.mlist")
+_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
+
+
+def unload(names):
+    """Forget on-demand modules so the GC can free their bytecode. `from uota import x`
+    also binds x on the package, so that reference has to go as well."""
+    import uota
+
+    for name in names:
+        sys.modules.pop("uota." + name, None)
+        try:
+            delattr(uota, name)
+        except (AttributeError, KeyError):  # MicroPython raises KeyError here
+            pass
 
 
 def _serve(stream, transports):
@@ -69,8 +82,7 @@ def _serve(stream, transports):
             for t in transports:
                 t.close()
         stream.close()
-        for name in _SESSION_MODULES:
-            sys.modules.pop(name, None)
+        unload(_SESSION_MODULES)
         gc.collect()
     if reset:
         import machine
@@ -94,6 +106,24 @@ def _guard_tick(healthy_ms, started):
             print("uota: unclean boot %d; resetting" % boot_guard.unclean_count())
             machine.reset()
         _app["state"] = "crashed-kept"  # nothing to roll back to: stay up for a fix
+
+
+_poll = {"gen": -1, "p": None}
+
+
+def _idle(transports, ms):
+    # sleep until a socket has something for us (or ms pass): a RemoteIO call or an OTA
+    # connection is served at once instead of on the next tick
+    gen = remoteio.generation + sum(t.generation for t in transports)
+    if gen != _poll["gen"]:
+        p = select.poll()
+        for t in transports:
+            for s in t.sockets():
+                p.register(s, select.POLLIN)
+        for s in remoteio.sockets():
+            p.register(s, select.POLLIN)
+        _poll["gen"], _poll["p"] = gen, p
+    _poll["p"].poll(ms)
 
 
 def _transports(cfg):
@@ -120,9 +150,7 @@ def main():
     sec = fs.read_json(fs.full(fs.SECRETS), {})
     remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
     del sec
-    sys.modules.pop("uota.commit", None)  # boot-time only: free their bytecode
-    sys.modules.pop("uota.tree", None)
-    sys.modules.pop("uota.mlist", None)
+    unload(("commit", "tree", "mlist", "paths"))  # boot-time only
     gc.collect()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
     # import everything the loop needs before the app thread starts importing too
@@ -145,7 +173,7 @@ def main():
                     busy = True
             _guard_tick(healthy_ms, started)
             if not busy:
-                time.sleep_ms(5)
+                _idle(transports, 5)
     finally:
         remoteio.close_all()
         for t in transports:

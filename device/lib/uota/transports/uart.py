@@ -21,7 +21,10 @@ IDLE_MS = 10000  # no frame from the host for this long: it is gone, end the ses
 class UartStream:
     """recv/readinto/write over the framed UART, as uota.channel.Channel expects."""
 
-    def __init__(self, idle_ms=IDLE_MS):
+    def __init__(self, key=0, idle_ms=IDLE_MS):
+        # the CRC starts from a per-session key, so frames of an earlier session (still in
+        # flight after a reset or a cut) fail the check instead of being taken as ours
+        self.key = key
         self.rx = sys.stdin.buffer
         self.tx = sys.stdout.buffer
         self.poll = select.poll()
@@ -69,13 +72,17 @@ class UartStream:
                 self._shift(1)
                 continue
             self._fill(10 + ln)
-            if crc32(self.mv[2 : 6 + ln]) & 0xFFFFFFFF == int.from_bytes(b[6 + ln : 10 + ln], "little"):
+            crc = int.from_bytes(b[6 + ln : 10 + ln], "little")
+            if crc32(self.mv[2 : 6 + ln], self.key) & 0xFFFFFFFF == crc:
+                return ln
+            # a CLOSE with key 0: a new host ending a session it doesn't know (see the host)
+            if b[2] == CLOSE and crc32(self.mv[2 : 6 + ln]) & 0xFFFFFFFF == crc:
                 return ln
             self._shift(1)  # damaged: a retransmission will bring it again
 
     def _send(self, t, seq=0, payload=b""):
         h = bytes((t, seq, self.rseq, len(payload))) + payload
-        f = b"\xa5\x5a" + h + (crc32(h) & 0xFFFFFFFF).to_bytes(4, "little")
+        f = b"\xa5\x5a" + h + (crc32(h, self.key) & 0xFFFFFFFF).to_bytes(4, "little")
         self.tx.write(f)
         return f
 
@@ -241,13 +248,13 @@ def _remoteio(s):
             s.write(json.dumps(remoteio._call(frame)).encode() + b"\n")
 
 
-def serve():
+def serve(key=0):
     """Run one host session on the UART; called by the host through the raw REPL."""
     import micropython
     import gc
 
     micropython.kbd_intr(-1)  # 0x03 is data now, not a KeyboardInterrupt
-    s = UartStream()
+    s = UartStream(key)
     reset = False
     try:
         mode = _setup(s)

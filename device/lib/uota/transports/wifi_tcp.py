@@ -61,6 +61,7 @@ class WifiTcp:
         self.ota = None
         self.rio = None
         self._next_try = 0
+        self.generation = 0  # bumped when the listening sockets change
 
     def poll(self):
         """Join WiFi / open the listeners when possible; True once listening."""
@@ -85,6 +86,7 @@ class WifiTcp:
             return False
         self.ota = listen(self.cfg.get("port", 2018))
         self.rio = listen(self.cfg.get("remoteioPort", 2019), 4)
+        self.generation += 1
         print("uota: listening on %s:%d" % (self.wlan.ifconfig()[0], self.cfg.get("port", 2018)))
         return True
 
@@ -102,8 +104,12 @@ class WifiTcp:
             conn.setblocking(False)
         return conn
 
+    def sockets(self):
+        return [s for s in (self.ota, self.rio) if s is not None]
+
     def close(self):
         for s in (self.ota, self.rio):
             if s:
                 s.close()
         self.ota = self.rio = None
+        self.generation += 1
