@@ -164,3 +164,21 @@ def test_remoteio_requires_the_password_when_the_device_has_one(ota_board: Virtu
         assert json.loads(raw.readline())["hello"]["auth"] is True
         raw.write(b'{"id": 1, "call": "ping", "args": {}}\n')
         assert json.loads(raw.readline()) == {"id": 1, "e": "auth required"}
+
+
+def test_a_dot_local_hostname_resolves_over_mdns(tmp_path: Path, ota_project: Path, monkeypatch) -> None:
+    from uota_core.bootstrap import install_offline
+
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    with VirtualBoard(tmp_path / "mdns", name="mdnsboard", baud=None) as b:
+        assert b.mdns_registered.wait(10)
+        b.power_cut()
+        cfg_path = ota_project / "config" / "ota.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["hostname"] = b.hostname
+        cfg_path.write_text(json.dumps(cfg))
+        install_offline(b.write_file, load_config(ota_project))
+        b.power_on()
+        assert b.hostname.endswith(".local")
+        result = do_push(ota_project)
+        assert result.committed

@@ -26,11 +26,14 @@ class TcpLink(BufferedLink):
     def _connect(host: str, port: int, timeout: float) -> socket.socket:
         # a board that is rebooting (after a push) refuses connections for a moment:
         # keep trying until the deadline rather than failing on the first refusal
+        from uota_core.mdns import resolve
+
+        addr = resolve(host)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             try:
-                return socket.create_connection((host, port), timeout=max(left, 0.1))
+                return socket.create_connection((addr, port), timeout=max(left, 0.1))
             except ConnectionRefusedError as e:
                 if left <= 0:
                     err: OSError = e

@@ -1,17 +1,15 @@
 # Boot guard: counts consecutive unclean boots in /ota_boot.json; after MAX_UNCLEAN the
 # previous app set is restored from /ota_prev/ (docs/protocol.md "Boot guard").
-from uota import fs
+# uota.fs is imported per call: the boot guard stays resident, fs is unloaded after boot
 
 MAX_UNCLEAN = 3
 _clean = False
 
 
-def _state_path():
-    return fs.full(fs.BOOT_STATE)
-
-
 def unclean_count():
-    s = fs.read_json(_state_path(), {})
+    from uota import fs
+
+    s = fs.read_json(fs.full(fs.BOOT_STATE), {})
     n = s.get("unclean", 0) if isinstance(s, dict) else 0
     return n if isinstance(n, int) else 0
 
@@ -19,19 +17,25 @@ def unclean_count():
 def boot():
     """Run first at every boot. Returns 'rolled_back', 'committed' or 'ok'."""
     global _clean
-    from uota import commit
+    from uota import fs
 
+    # uota.commit is loaded only when there is work for it: most boots have none
     result = "ok"
-    if commit.apply():
+    if fs.exists(fs.full(fs.JOURNAL)):
+        from uota import commit
+
+        commit.apply()
         result = "committed"
     n = unclean_count()
-    if n >= MAX_UNCLEAN and commit.can_rollback():
+    if n >= MAX_UNCLEAN and fs.exists(fs.full(fs.PREV) + "/.manifest.txt"):
+        from uota import commit
+
         print("uota: %d unclean boots, restoring the previous app set" % n)
         commit.rollback()
         n = 0
         result = "rolled_back"
     _clean = False
-    fs.write_json(_state_path(), {"unclean": n + 1})
+    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": n + 1})
     return result
 
 
@@ -44,7 +48,9 @@ def mark_clean():
     if _clean:
         return
     _clean = True
-    fs.write_json(_state_path(), {"unclean": 0})
+    from uota import fs
+
+    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
     try:
         import esp32
 

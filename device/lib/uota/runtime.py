@@ -6,7 +6,7 @@ import time
 import gc
 import select
 import _thread
-from uota import fs, boot_guard, remoteio
+from uota import boot_guard, remoteio
 
 CRASH_GRACE_MS = 2000  # lets a host finish talking to the board before the guard resets it
 
@@ -51,7 +51,7 @@ def load(name):
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
+_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist", "fs")
 
 
 def unload(names):
@@ -139,6 +139,8 @@ def _transports(cfg):
 
 
 def main():
+    from uota import fs
+
     started = time.ticks_ms()
     outcome = boot_guard.boot()
     if outcome != "ok":
@@ -150,7 +152,8 @@ def main():
     sec = fs.read_json(fs.full(fs.SECRETS), {})
     remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
     del sec
-    unload(("commit", "tree", "mlist", "paths"))  # boot-time only
+    del fs
+    unload(("commit", "tree", "mlist", "paths", "fs"))  # boot-time only
     gc.collect()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
     # import everything the loop needs before the app thread starts importing too

@@ -14,6 +14,7 @@ DATA, ACK, NAK, POLL, CLOSE = 1, 2, 3, 4, 5
 # frame: a5 5a type seq ack len payload crc32(type..payload, LE). 118 bytes of payload make
 # 128-byte frames, and the host keeps at most two in flight: a 256-byte UART buffer can't overflow
 MAXP = 118
+QSIZE = 1024  # received payload buffered before we stop acknowledging
 WIN = 4  # our frames in flight towards the host (it has RAM to spare)
 IDLE_MS = 10000  # no frame from the host for this long: it is gone, end the session
 
@@ -32,7 +33,10 @@ class UartStream:
         self.buf = bytearray(MAXP + 10)  # bytes of the frame being parsed
         self.mv = memoryview(self.buf)
         self.n = 0
-        self.inq = b""  # payload received in order, not consumed yet
+        # payload received in order, not consumed yet: a fixed buffer, because growing
+        # bytes objects fragment a small heap until the session can't allocate
+        self.q = bytearray(QSIZE)
+        self.qs = self.qe = 0
         self.rseq = 0  # next sequence number expected from the host
         self.tseq = 0  # sequence number of our next DATA frame
         self.unacked = []  # [(seq, frame)] sent, not acknowledged yet
@@ -90,20 +94,22 @@ class UartStream:
         ln = self._next()
         b = self.buf
         t, seq, ack = b[2], b[3], b[4]
-        payload = bytes(self.mv[6 : 6 + ln]) if t == DATA else b""
+        if t == DATA and (seq - self.rseq) & 255 == 0 and self._room(ln):
+            self.q[self.qe : self.qe + ln] = self.mv[6 : 6 + ln]
+            self.qe += ln
+            self.rseq = (seq + 1) & 255
+            self.nak = False
+            t = ACK + 100  # taken: acknowledge below
         self._shift(10 + ln)
         # the host's ack: drop our frames it has (seq before ack, modulo 256)
         while self.unacked and 0 < (ack - self.unacked[0][0]) & 255 <= 128:
             self.unacked.pop(0)
-        if t == DATA:
+        if t == ACK + 100:
+            self._send(ACK)  # credit goes back as soon as the frame is out of the UART buffer
+        elif t == DATA:
             d = (seq - self.rseq) & 255
             if d == 0:
-                if len(self.inq) < 2048:
-                    self.inq += payload
-                    self.rseq = (seq + 1) & 255
-                    self.nak = False
-                # credit goes back as soon as the frame is out of the UART buffer
-                self._send(ACK)
+                pass  # no room yet: the host resends it after a POLL
             elif d < 128:
                 if not self.nak:  # a gap: ask once for a resend from rseq
                     self.nak = True
@@ -120,19 +126,28 @@ class UartStream:
 
     # -- the stream the session reads -----------------------------------------------
 
-    def recv(self, n):
-        while not self.inq:
-            if self.closed:
-                return b""
-            self._handle()
-        d = self.inq[:n]
-        self.inq = self.inq[n:]
-        return d
+    def _room(self, ln):
+        if self.qe + ln > QSIZE:
+            n = self.qe - self.qs
+            self.q[:n] = self.q[self.qs : self.qe]
+            self.qs, self.qe = 0, n
+        return self.qe + ln <= QSIZE
 
     def readinto(self, mv):
-        d = self.recv(len(mv))
-        mv[: len(d)] = d
-        return len(d)
+        while self.qs == self.qe:
+            if self.closed:
+                return 0
+            self._handle()
+        n = min(len(mv), self.qe - self.qs)
+        mv[:n] = self.q[self.qs : self.qs + n]
+        self.qs += n
+        if self.qs == self.qe:
+            self.qs = self.qe = 0
+        return n
+
+    def recv(self, n):
+        b = bytearray(min(n, QSIZE))
+        return bytes(b[: self.readinto(b)])
 
     def write(self, data):
         mv = memoryview(data)
