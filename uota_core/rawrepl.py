@@ -105,4 +105,6 @@ class RawRepl:
     def hard_reset(self) -> None:
         """machine.reset(): there is no reply, the board reboots."""
         self.serial.write(b"import machine; machine.reset()\x04")
-        self.serial.flush()
+        # "OK" means the board has the whole command and runs it; closing the port before
+        # that could drop it in transit
+        self._read_until(b"OK", self.timeout)

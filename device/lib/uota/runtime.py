@@ -51,7 +51,7 @@ def load(name):
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist", "fs")
+_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
 
 
 def unload(names):
@@ -153,7 +153,7 @@ def main():
     remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
     del sec
     del fs
-    unload(("commit", "tree", "mlist", "paths", "fs"))  # boot-time only
+    unload(("commit", "tree", "mlist", "paths"))  # boot-time only
     gc.collect()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
     # import everything the loop needs before the app thread starts importing too

@@ -3,8 +3,9 @@
 # acknowledged frames on the REPL UART. Bytes outside frames are app print() output, so an
 # app thread that keeps printing can't corrupt the protocol.
 #
-# Self-contained on purpose: on a board without the uota lib the host sends this source
-# through the raw REPL, then the session modules over the framed link (see _setup).
+# Self-contained on purpose: on a board without the uota lib the host sends this source and
+# uart_inject.py through the raw REPL, then the session modules over the framed link.
+# Kept small: its bytecode shares the heap with the app and the session.
 import sys
 import select
 from binascii import crc32
@@ -161,6 +162,16 @@ class UartStream:
             self.tseq = (self.tseq + 1) & 255
             mv = mv[MAXP:]
 
+    def line(self):
+        """One line from the host, without its newline."""
+        out = b""
+        while not out.endswith(b"\n"):
+            c = self.recv(1)
+            if not c:
+                raise OSError(104)
+            out += c
+        return out[:-1].decode()
+
     def close(self, reset=False):
         # let the host acknowledge what we sent (bounded by the idle timeout), then say
         # goodbye; "R" tells it the board resets itself (no soft reset needed)
@@ -173,98 +184,9 @@ class UartStream:
             self._send(CLOSE, 0, b"R" if reset else b"")
 
 
-def _line(s):
-    out = b""
-    while not out.endswith(b"\n"):
-        c = s.recv(1)
-        if not c:
-            raise OSError(104)
-        out += c
-    return out[:-1].decode()
-
-
-class RamFS:
-    # a read-only VFS holding one module source at a time, for importing injected modules
-    def __init__(self):
-        self.files = {}
-
-    def mount(self, ro, mkfs):
-        pass
-
-    def umount(self):
-        pass
-
-    def stat(self, p):
-        p = p.strip("/")
-        if p in self.files:
-            return (0x8000, 0, 0, 0, 0, 0, len(self.files[p]), 0, 0, 0)
-        if p in ("", "uota", "uota/transports"):
-            return (0x4000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        raise OSError(2)
-
-    def open(self, p, mode):
-        import io
-
-        try:
-            return io.BytesIO(self.files[p.strip("/")])
-        except KeyError:
-            raise OSError(2)
-
-    def ilistdir(self, p):
-        return iter(())
-
-
-def _setup(s):
-    """Injected modules ("mod <path> <size>", .mpy or .py), until "run <mode>"; returns the mode."""
-    import gc
-
-    ram = None
-    while True:
-        cmd, _, arg = _line(s).partition(" ")
-        if cmd == "run":
-            return arg
-        path, n = arg.split(" ")
-        n = int(n)
-        src = b""
-        while len(src) < n:
-            src += s.recv(n - len(src))
-        if ram is None:
-            try:
-                import vfs
-            except ImportError:
-                import os as vfs
-            ram = RamFS()
-            vfs.mount(ram, "/__uota")
-            sys.path.insert(0, "/__uota")
-        ram.files = {path: src}
-        del src
-        gc.collect()
-        __import__(path.rsplit(".", 1)[0].replace("/", "."))
-        ram.files = {}  # modules compiled one at a time: only one source is ever in RAM
-        gc.collect()
-        s.write(b"ok\n")
-
-
-def _remoteio(s):
-    import json
-    import binascii
-    import machine
-    from uota import remoteio
-
-    # USB is physical access (the raw REPL runs anything), so no challenge here
-    dev = binascii.hexlify(machine.unique_id()).decode()
-    s.write(json.dumps({"hello": {"proto": 2, "id": dev, "auth": False}}).encode() + b"\n")
-    while True:
-        try:
-            frame = json.loads(_line(s))
-        except ValueError:
-            continue
-        if isinstance(frame, dict) and "call" in frame:
-            s.write(json.dumps(remoteio._call(frame)).encode() + b"\n")
-
-
-def serve(key=0):
-    """Run one host session on the UART; called by the host through the raw REPL."""
+def serve(key=0, inject=None):
+    """Run one host session on the UART; called by the host through the raw REPL (with
+    `inject` from uart_inject.py on a board without the uota lib)."""
     import micropython
     import gc
 
@@ -272,14 +194,18 @@ def serve(key=0):
     s = UartStream(key)
     reset = False
     try:
-        mode = _setup(s)
+        cmd, _, mode = s.line().partition(" ")
+        if cmd == "mod":  # a board without the uota lib: the host sends the session modules
+            mode = inject(s, mode)
         gc.collect()
         if mode == "ota":
             from uota.session import Session
 
             reset = Session(s).run()
         elif mode == "rio":
-            _remoteio(s)
+            from uota.transports.uart_rio import run
+
+            run(s)
     except OSError:
         pass  # the host went away or closed the session
     finally:
