@@ -169,6 +169,7 @@ def boot_probe(tmp: Path, name: str, with_stack: bool, mpy: bool, runs: int) -> 
 
 
 def bench_heap_during_push(tmp: Path, mpy: bool) -> int:
+    tmp.mkdir(parents=True, exist_ok=True)
     with VirtualBoard(tmp / f"heap{mpy}", name=f"heap{int(mpy)}", baud=None, mdns=False) as board:
         board.power_cut()
         project = make_project(tmp / f"heapproj{mpy}", board.host)
@@ -218,7 +219,16 @@ def main() -> None:
             print(f"stack {kind}: boot.py -> app.run() {statistics.median(t) / 1000:.1f} ms "
                   f"(+{(statistics.median(t) - statistics.median(bare_t)) / 1000:.1f} ms), "
                   f"free heap in the app {statistics.median(free)} B, retained by the stack {retained} B")
-            low = bench_heap_during_push(tmp, mpy)
+            # a second busy VM thread sometimes makes the virtual board drop the connection
+            # (reported against the board); retry, and say so
+            for attempt in range(3):
+                try:
+                    low = bench_heap_during_push(tmp / f"try{attempt}", mpy)
+                    break
+                except Exception as e:  # noqa: BLE001  (any failure of this run)
+                    print(f"  (heap run {attempt + 1} failed: {e}; retrying)")
+            else:
+                raise SystemExit("heap-during-push run failed 3 times")
             print(f"stack {kind}: lowest free heap during a 256 KB push: {low} B "
                   f"(peak use {statistics.median(bare_free) - low} B above a bare boot)")
 
