@@ -121,17 +121,22 @@ def test_a_256k_file_pushes_to_a_128k_heap(ota_board: VirtualBoard, ota_project:
     assert ota_board.read_file("/app/blob.bin") == blob
 
 
-def test_out_of_space_mid_push_keeps_the_old_version(tmp_path: Path, ota_project: Path) -> None:
+def install_pointing_at(board: VirtualBoard, project: Path, hostname: str) -> None:
+    """Install the stack on a powered-off `board` with the project's hostname set, power on."""
     from uota_core.bootstrap import install_offline
 
+    cfg_path = project / "config" / "ota.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["hostname"] = hostname
+    cfg_path.write_text(json.dumps(cfg))
+    install_offline(board.write_file, load_config(project))
+    board.power_on()
+
+
+def test_out_of_space_mid_push_keeps_the_old_version(tmp_path: Path, ota_project: Path) -> None:
     with VirtualBoard(tmp_path / "small", name="small", baud=None, mdns=False, flash_size=256 * 1024) as b:
         b.power_cut()
-        cfg_path = ota_project / "config" / "ota.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["hostname"] = b.host
-        cfg_path.write_text(json.dumps(cfg))
-        install_offline(b.write_file, load_config(ota_project))
-        b.power_on()
+        install_pointing_at(b, ota_project, b.host)
         wait_reachable(b.host, 2018)
         do_push(ota_project, version="small-1")
         (ota_project / "app" / "huge.bin").write_bytes(os.urandom(400 * 1024))
@@ -167,18 +172,11 @@ def test_remoteio_requires_the_password_when_the_device_has_one(ota_board: Virtu
 
 
 def test_a_dot_local_hostname_resolves_over_mdns(tmp_path: Path, ota_project: Path, monkeypatch) -> None:
-    from uota_core.bootstrap import install_offline
-
     monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
     with VirtualBoard(tmp_path / "mdns", name="mdnsboard", baud=None) as b:
         assert b.mdns_registered.wait(10)
         b.power_cut()
-        cfg_path = ota_project / "config" / "ota.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["hostname"] = b.hostname
-        cfg_path.write_text(json.dumps(cfg))
-        install_offline(b.write_file, load_config(ota_project))
-        b.power_on()
         assert b.hostname.endswith(".local")
+        install_pointing_at(b, ota_project, b.hostname)
         result = do_push(ota_project)
         assert result.committed
