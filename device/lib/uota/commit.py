@@ -11,7 +11,7 @@ def begin(version, release, wipe):
     """Install the pending manifest: staged files move in, files it drops move out."""
     prev = fs.full(fs.PREV)
     tree.rmtree(prev)
-    mlist.copy(fs.full(fs.MANIFEST), prev + PREV_MANIFEST)
+    mlist.copy(fs.full(fs.MANIFEST), prev + PREV_MANIFEST, _unmanaged_replaced())
     fs.write_json(prev + PREV_VERSION, fs.version_info())
     fs.write_json(
         fs.full(fs.JOURNAL),
@@ -19,6 +19,19 @@ def begin(version, release, wipe):
          "wipe": wipe},
     )
     return apply()
+
+
+def _unmanaged_replaced():
+    # files the new set overwrites that no OTA installed (e.g. bootstrap's main.py): the
+    # saved old manifest lists them too, so a rollback restores them instead of deleting
+    inst = mlist.Reader(fs.full(fs.MANIFEST))
+    found = []
+    buf = bytearray(512)
+    for p, _ in mlist.entries(fs.full(fs.PENDING)):
+        if inst.seek(p) is None and fs.exists(fs.full(p)) and not fs.is_dir(fs.full(p)):
+            found.append((p, tree.sha256_file(fs.full(p), buf)))
+    inst.close()
+    return found
 
 
 def _in(src, p, backup, prev):

@@ -61,11 +61,19 @@ def entries(path):
         r.close()
 
 
-def copy(src, dst):
+def copy(src, dst, extra=()):
+    """Copy a manifest file, merging in the sorted (path, sha) pairs of `extra`."""
     fs.makedirs_for(dst)
+    extra = list(extra)
+    i = 0
     with open(dst, "w") as out:
         for p, sha in entries(src):
+            while i < len(extra) and extra[i][0] < p:
+                out.write("%s:%s\n" % extra[i])
+                i += 1
             out.write("%s:%s\n" % (p, sha))
+        for e in extra[i:]:
+            out.write("%s:%s\n" % e)
 
 
 def keep_existing():
