@@ -306,3 +306,30 @@ def test_a_256k_file_streams_into_a_128k_heap(device: FakeDevice, project: Path)
         result = push(s, cfg, "fast")
     assert "app/blob.bin" in result.sent
     assert (device.root / "app" / "blob.bin").read_bytes() == big
+
+
+def test_a_client_without_hello_uses_the_documented_json_manifest(device: FakeDevice, project: Path) -> None:
+    cfg = load_config(project)
+    with device.session() as s:  # no hello: the micro-ota command set as documented
+        result = push(s, cfg, "fast")
+    assert result.committed and len(result.sent) == 4
+    assert installed(device.root)["files"]["app/app.py"] == hashlib.sha256(b"def run():\n    print('v1')\n").hexdigest()
+
+
+def test_the_signature_covers_the_wipe_flag(device: FakeDevice, project: Path) -> None:
+    device.secrets(signingKey="k")
+    (device.root / "stray.txt").write_text("x")
+    with device.session(signing_key="k") as s:
+        info = s.open()
+        files = {"main.py": hashlib.sha256(b"x").hexdigest()}
+        sig = manifest_signature("k", info.id, info.nonce, info.release + 1, "1", files, wipe=False)
+        header = json.dumps({"version": "1", "release": info.release + 1, "wipe": True, "sig": sig})
+        body = f"uota-manifest-lines 1 {header}\nmain.py:{files['main.py']}\n".encode()
+        s.start_ota()
+        s.link.write(f"manifest {len(body)}\n".encode() + body)
+        assert s._reply() == "sig_mismatch"  # a wipe smuggled into a session signed without one
+    cfg = load_config(project)
+    with device.session(signing_key="k") as s:
+        s.open()
+        assert push(s, cfg, "full", wipe=True).committed
+    assert not (device.root / "stray.txt").exists()
