@@ -18,7 +18,7 @@ from typing import Any
 
 from uota_core.auth import auth_response, password_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, Link, LinkError, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, Link, LinkClosed, LinkError, LinkTimeout
 from uota_core.session import AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
@@ -121,6 +121,8 @@ class RemoteIOClient:
                 if deadline is None:
                     continue
                 return
+            except LinkClosed:
+                return  # the device reset or went away
             if "p" in frame:
                 self._prints.append(str(frame["p"]))
 

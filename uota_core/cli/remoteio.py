@@ -44,16 +44,23 @@ def remoteio() -> None:
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
 @reports_errors
 def listen(host: str | None, port: int | None, timeout: float | None) -> None:
-    """Stream everything the device print()s, with timestamps."""
-    with _client(host, port, 10.0) as rio:
-        pending = ""
-        for chunk in rio.listen(timeout):
-            pending += chunk
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                click.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
-        if pending:
-            click.echo(f"[{time.strftime('%H:%M:%S')}] {pending}")
+    """Stream everything the device print()s, with timestamps; follows the device across resets."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    first = True
+    while deadline is None or time.monotonic() < deadline:
+        if not first:
+            click.echo(f"[{time.strftime('%H:%M:%S')}] --- the device closed the connection; reconnecting ---")
+        first = False
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        with _client(host, port, 10.0) as rio:
+            pending = ""
+            for chunk in rio.listen(left):
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    click.echo(f"[{time.strftime('%H:%M:%S')}] {line}")
+            if pending:
+                click.echo(f"[{time.strftime('%H:%M:%S')}] {pending}")
 
 
 @remoteio.command()
