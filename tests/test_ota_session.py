@@ -18,6 +18,7 @@ from uota_core.auth import manifest_signature, password_key
 from uota_core.config import load_config
 from uota_core.push import PushError, push
 from uota_core.session import AuthError, DeviceError, Session, SignatureError
+from uota_core.link import LinkError
 from uota_core.tcp import TcpLink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,3 +334,15 @@ def test_the_signature_covers_the_wipe_flag(device: FakeDevice, project: Path) -
         s.open()
         assert push(s, cfg, "full", wipe=True).committed
     assert not (device.root / "stray.txt").exists()
+
+
+def test_a_malformed_body_header_closes_the_connection_instead_of_running_the_body(device: FakeDevice) -> None:
+    (device.root / "victim.txt").write_text("x")
+    with device.session() as s:
+        s.hello()
+        s.start_ota()
+        s.link.write(b"file a.py;notanumber;abc\nrm victim.txt\n")
+        assert s._reply().startswith("error: bad request")
+        with pytest.raises(LinkError):
+            s.ping()
+    assert (device.root / "victim.txt").exists()

@@ -84,6 +84,8 @@ class Session:
             self.ch.reply("error: " + fs_error(e))
         except (ValueError, KeyError, TypeError) as e:
             self.ch.reply("error: bad request (%s)" % e)
+            if cmd in ("manifest", "file"):
+                raise Closed()  # where its body ends is unknown now: don't read it as commands
 
     # -- helpers --------------------------------------------------------------------
 

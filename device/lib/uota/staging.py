@@ -32,6 +32,8 @@ class Commands:
 
     def c_manifest(self, arg):
         n = int(arg)
+        if n <= 0:
+            raise ValueError("manifest size must be positive")
         if not self.in_ota:
             self.s.drain(n)
             raise Refused("error: send start_ota first")
@@ -160,6 +162,8 @@ class Commands:
     def c_file(self, arg):
         p, size, sha = arg.split(";")
         size = int(size)
+        if size < 0:
+            raise ValueError("negative size")
         why = paths.check(p)
         if not self.in_ota or self.accepted is None:
             err = "error: send start_ota and manifest first"
