@@ -180,3 +180,31 @@ def test_a_dot_local_hostname_resolves_over_mdns(tmp_path: Path, ota_project: Pa
         install_pointing_at(b, ota_project, b.hostname)
         result = do_push(ota_project)
         assert result.committed
+
+
+HANGING_APP = "import time\n\ndef run():\n    print('app up')\n    while True:\n        time.sleep(0.05)\n"
+
+
+def test_unclean_boots_are_counted_until_healthy_after(ota_board: VirtualBoard, ota_project: Path) -> None:
+    # healthyAfter is 2 s here (the ota_board fixture); this app never calls mark_healthy()
+    do_push(ota_project, version="v1")
+    (ota_project / "app" / "app.py").write_text(HANGING_APP)
+    do_push(ota_project, version="v2")
+
+    def boot_and_wait(pattern: str) -> None:
+        mark = ota_board.console_mark()
+        ota_board.power_cut()
+        ota_board.power_on()
+        ota_board.expect(pattern, timeout=20, since=mark)
+
+    # booted past healthyAfter every time: never counted, never rolled back
+    for _ in range(4):
+        boot_and_wait("boot marked healthy")
+    wait_reachable(ota_board.host, 2018)
+    assert device_version(ota_project) == "v2"
+    # cut before healthyAfter three times running: the fourth boot restores v1
+    for _ in range(3):
+        boot_and_wait("app up")
+    boot_and_wait("restoring the previous app set")
+    wait_reachable(ota_board.host, 2018)
+    assert device_version(ota_project) == "v1"

@@ -51,6 +51,7 @@ def mark_clean():
     from uota import fs
 
     fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
+    print("uota: boot marked healthy")
     try:
         import esp32
 
