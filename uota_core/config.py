@@ -82,6 +82,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fastOtaFiles": (_is_str_list, "a list of glob strings"),
     "fullOtaFiles": (_is_str_list, "a list of glob strings"),
     "mpyFiles": (_is_str_list, "a list of glob strings"),
+    "serialPort": (_is_str, "a serial device path such as /dev/ttyUSB0"),
+    "serialBaud": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1200, "a baud rate such as 115200"),
 }
 
 

@@ -8,9 +8,27 @@ from uota_core.link import DEFAULT_TIMEOUT, Link
 from uota_core.session import Session
 
 
-def open_link(cfg: Config, transport: str | None = None, host: str | None = None, port: int | None = None,
+def open_serial(cfg: Config, port: int | str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Link:
+    """The serial transport's Link; the port comes from --port, ota.json serialPort, or detection."""
+    from uota_core.serial_transport import open_serial_link
+    from uota_core.serialport import detect
+
+    if isinstance(port, int):
+        raise UotaError(f"--port {port} is a TCP port; with --transport serial give the serial device, "
+                        "e.g. --port /dev/ttyUSB0")
+    return open_serial_link(port or cfg.get("serialPort") or detect(), cfg.get("serialBaud", 115200), timeout)
+
+
+def open_link(cfg: Config, transport: str | None = None, host: str | None = None, port: int | str | None = None,
               timeout: float = DEFAULT_TIMEOUT) -> Link:
+    if transport is None and isinstance(port, str):
+        transport = "serial"  # --port /dev/ttyUSB0
     transport = transport or cfg["transports"][0]
+    if transport == "serial":
+        return open_serial(cfg, port, timeout)
+    if isinstance(port, str):
+        raise UotaError(f"--port {port} is a serial port, but the transport is {transport}: "
+                        "add --transport serial, or give a TCP port number")
     if transport == "wifi_tcp":
         from uota_core.tcp import TcpLink
 
@@ -18,7 +36,7 @@ def open_link(cfg: Config, transport: str | None = None, host: str | None = None
     raise UotaError(f"transport {transport!r} is not supported by this command yet: use --transport wifi_tcp")
 
 
-def open_session(cfg: Config, transport: str | None = None, host: str | None = None, port: int | None = None,
+def open_session(cfg: Config, transport: str | None = None, host: str | None = None, port: int | str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> Session:
     """A connected, authenticated OTA session."""
     session = Session(open_link(cfg, transport, host, port, timeout), cfg.password, cfg.signing_key)

@@ -37,10 +37,26 @@ def project_config() -> Config:
     return load_config(find_project())
 
 
+class PortParam(click.ParamType):
+    """--port: a TCP port number, or a serial device path (which implies --transport serial)."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).isdigit():
+            number = int(value)
+            if not 1 <= number <= 65535:
+                self.fail(f"TCP port {number} is not in 1..65535", param, ctx)
+            return number
+        return str(value)
+
+
 def transport_options(fn: F) -> F:
     fn = click.option("--transport", type=click.Choice(["wifi_tcp", "serial", "ble"]),
                       help="Transport (default: the first in ota.json transports).")(fn)
-    fn = click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: ota.json port).")(fn)
+    fn = click.option("--port", type=PortParam(),
+                      help="TCP port (default: ota.json port), or with --transport serial the serial port, "
+                           "e.g. /dev/ttyUSB0 (default: ota.json serialPort, else auto-detected).")(fn)
     fn = click.option("--host", help="Device IP or hostname (default: ota.json hostname).")(fn)
     return fn
 

@@ -15,8 +15,8 @@ DATA, ACK, NAK, POLL, CLOSE = 1, 2, 3, 4, 5
 # frame: a5 5a type seq ack len payload crc32(type..payload, LE). 118 bytes of payload make
 # 128-byte frames, and the host keeps at most two in flight: a 256-byte UART buffer can't overflow
 MAXP = 118
-QSIZE = 1024  # received payload buffered before we stop acknowledging
-WIN = 4  # our frames in flight towards the host (it has RAM to spare)
+QSIZE = 256  # received payload buffered: the host never has more than 2 frames unacknowledged
+WIN = 3  # our frames in flight towards the host (each one is kept here until acknowledged)
 IDLE_MS = 10000  # no frame from the host for this long: it is gone, end the session
 
 

@@ -1,0 +1,236 @@
+"""USB serial transport: raw REPL in, the device's own session code started on the UART.
+
+    link = open_serial_link("/dev/ttyUSB0")          # an OTA Link, as TcpLink is
+    rio = open_serial_remoteio("/dev/ttyUSB0")       # calls + print stream on one UART
+
+Entering: Ctrl-C stops the running app's main loop, Ctrl-A gives the raw REPL, and a short
+starter runs `uota.transports.uart.serve()`: the installed lib's if the board has it,
+otherwise that module's source and the session modules are sent over, so a fresh
+MicroPython board can be pushed to without `uota bootstrap`. Leaving: the board resets
+after a commit; otherwise the host leaves the raw REPL and soft-resets, so the app runs again.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import secrets
+import time
+
+import serial
+
+from uota_core.bootstrap import compile_mpy
+from uota_core.errors import UotaError
+from uota_core.link import DEFAULT_TIMEOUT, LinkError
+from uota_core.rawrepl import RawRepl, RawReplError
+from uota_core.resources import device_dir
+from uota_core.serial_link import CLOSE, MAXP, PrintSink, SerialLink, frame
+from uota_core.serialport import open_port
+
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
+
+# modules the app may hold state in (RemoteIO handlers): never unloaded
+# and our own transport, which the next session reuses rather than compiles again
+# (uota.runtime too: the app thread runs in it, and the session imports its load())
+_KEEP = ("uota.remoteio", "uota.boot_guard", "uota.fs", "uota.runtime", "uota.transports", "uota.transports.uart")
+# the stopped main loop's code in uota.runtime: nothing runs it any more, so free it
+_LOOP_CODE = ("main", "_serve", "_guard_tick", "_idle", "_transports")
+# what the board has: 2 = a lib with this serial transport, 1 = the session modules only
+_PROBE = (
+    # the interrupted main loop may have left session modules half loaded: free them first
+    # (a package holds its submodules as attributes too: those references go as well)
+    "import sys, gc\nfor _m in sorted([m for m in sys.modules if m[:5] == 'uota.' and m not in %r])[::-1]:\n"
+    " del sys.modules[_m]\n _p, _, _n = _m.rpartition('.')\n try:\n  delattr(sys.modules[_p], _n)\n"
+    " except Exception:\n  pass\nfor _n in %r:\n try:\n  delattr(sys.modules['uota.runtime'], _n)\n"
+    " except Exception:\n  pass\nglobals().pop('serve', None)\ngc.collect()\n"
+    "try:\n from uota.transports.uart import VERSION as _v\n _h = 2 if _v == %d else 1\n"
+    "except ImportError:\n try:\n  import uota.session\n  _h = 1\n except ImportError:\n  _h = 0\n"
+    "print('uota-has', _h, getattr(sys.implementation, '_mpy', 0) & 255)\n" % (_KEEP, _LOOP_CODE, UART_VERSION)
+)
+# device modules never injected: the boot-time stack, and what the serial session doesn't use
+_NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py"}
+# stands in for uota.runtime, whose load() the session uses to import command modules
+_RUNTIME_STUB = b"import gc\ndef load(name):\n    gc.collect()\n    return __import__(name, None, None, ('_',))\n"
+
+
+class SerialTransportError(UotaError):
+    """The board on the serial port could not be reached or would not start a session."""
+
+
+class _Repl(RawRepl):
+    """The raw REPL client over a port we opened (so busy/missing ports get our errors)."""
+
+    def __init__(self, ser: serial.Serial, port: str, timeout: float) -> None:  # noqa: super not called: adopts ser
+        self.port = port
+        self.timeout = timeout
+        self._rx = bytearray()
+        self.serial = ser
+        self.mpy_version = 0
+        self.key = secrets.randbits(31)  # this session's CRC key (see uart.py)
+
+
+def _strip(source: bytes) -> bytes:
+    """Source without comment-only and blank lines: fewer bytes over a slow line, same code."""
+    return b"\n".join(ln for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")) + b"\n"
+
+
+def _diagnose(port: str, seen: bytes, baud: int) -> SerialTransportError:
+    if not seen:
+        return SerialTransportError(
+            f"the board on {port} is not responding: is it powered, running MicroPython, and the right "
+            "port? (press its reset button, or reflash MicroPython)")
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in seen) / len(seen)
+    if printable < 0.7:
+        return SerialTransportError(
+            f"{port} answers with unreadable bytes at {baud} baud: wrong baud rate? ESP32 MicroPython "
+            "uses 115200 (pass --baud 115200)")
+    text = seen.decode(errors="replace").strip()[-120:]
+    return SerialTransportError(
+        f"the board on {port} does not enter MicroPython's raw REPL (it printed {text!r}): is it running "
+        "MicroPython, and is no other program using the port?")
+
+
+def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0) -> None:
+    """Interrupt what runs and enter the raw REPL, with a diagnosis if the board won't."""
+    ser = repl.serial
+    ser.reset_input_buffer()
+    ser.write(b"\r\x03\x03")  # stop the app's main loop (the OTA event loop on a uota board)
+    seen = bytearray()
+    deadline = time.monotonic() + timeout
+    unstuck = False
+    while time.monotonic() < deadline:
+        ser.write(b"\r\x01")
+        wait_until = time.monotonic() + 0.4
+        while time.monotonic() < wait_until:
+            seen += ser.read(max(1, ser.in_waiting))
+            i = seen.rfind(RAW_BANNER)
+            if i >= 0:
+                repl._rx = bytearray(seen[i + len(RAW_BANNER):])
+                return
+        if not unstuck:
+            # a serial session of an earlier, interrupted run may still own the UART (Ctrl-C
+            # is data there): fill any half-read frame with spaces, then tell it to close
+            ser.write(b" " * (MAXP + 10) + frame(CLOSE, 0, 0) * 2)
+            unstuck = True
+        ser.write(b"\x03")
+    raise _diagnose(repl.port, bytes(seen), baud)
+
+
+def _source(name: str) -> bytes:
+    return _strip((device_dir() / "lib" / "uota" / "transports" / name).read_bytes())
+
+
+def _inject_plan(mpy_version: int = 0) -> list[tuple[str, bytes]]:
+    """(path, code) of the session modules, each after the modules it imports at load time;
+    as .mpy bytecode if the board loads `mpy_version` (compiling 30 KB of source on the
+    board would need more heap than it has), else as source."""
+    lib = device_dir() / "lib" / "uota"
+    sources = {f"uota/{p.name}": p.read_bytes() for p in sorted(lib.glob("*.py")) if p.name not in _NOT_INJECTED}
+    sources["uota/runtime.py"] = _RUNTIME_STUB
+    deps = {}
+    for path, src in sources.items():
+        names = set(re.findall(rb"^from uota\.(\w+) import", src, re.M))
+        for group in re.findall(rb"^from uota import ([\w, ]+)", src, re.M):
+            names.update(n.strip() for n in group.split(b","))
+        deps[path] = {f"uota/{n.decode()}.py" for n in names} & sources.keys()
+    order: list[str] = ["uota/__init__.py"] if "uota/__init__.py" in sources else []
+    while len(order) < len(sources):
+        ready = [p for p in sources if p not in order and deps[p] <= set(order)]
+        if not ready:
+            raise UotaError(f"circular imports among device modules: {sorted(set(sources) - set(order))}")
+        order.extend(ready)
+    if mpy_version and _mpy_version() == mpy_version:
+        return [(p[:-3] + ".mpy", _mpy(p, sources[p])) for p in order]
+    return [(p, _strip(sources[p])) for p in order]
+
+
+@functools.lru_cache(maxsize=None)
+def _mpy(path: str, source: bytes) -> bytes:
+    return compile_mpy(path, source)
+
+
+def _mpy_version() -> int:
+    """The .mpy format version mpy-cross writes (0 if mpy-cross is missing)."""
+    try:
+        return _mpy("uota/__init__.py", b"")[1]
+    except UotaError:
+        return 0
+
+
+def _launch(repl: _Repl, baud: int, timeout: float, mode: str) -> int:
+    """Enter the raw REPL and start serve(); what the board has (see _PROBE).
+
+    The raw REPL has no checksum: a noisy line can garble the code, which then fails to
+    compile or raises. That is retried; from serve() on, frames are checked and resent.
+    """
+    last = ""
+    for _ in range(3):
+        try:
+            enter_raw_repl(repl, baud)
+            has, mpy_version = (int(w) for w in repl.exec(_PROBE).decode().split()[-2:])
+            if has < 2 and mode != "ota":
+                repl.serial.write(b"\x02\x04")  # leave the raw REPL; soft reset: the app runs again
+                raise SerialTransportError(f"{repl.port}: RemoteIO over serial needs the uota stack on the "
+                                           "board: install it with `uota bootstrap`")
+            if has < 2:
+                # no serial transport on the board: run ours from source in the REPL's globals
+                repl.exec(_source("uart.py") + (_source("uart_inject.py") if has == 0 else b""))
+                starter = b"serve(%d, inject)" if has == 0 else b"serve(%d)"
+            else:
+                starter = b"from uota.transports.uart import serve\nserve(%d)"
+            repl.serial.write(starter % repl.key + b"\x04")
+            repl._read_until(b"OK", timeout)
+            repl.mpy_version = mpy_version
+            return has
+        except (RawReplError, ValueError) as e:
+            last = str(e)
+            if "MemoryError" in last:
+                # what an earlier session left behind fragments the heap: a soft reset gives
+                # a fresh one (boot.py runs again; the next Ctrl-C stops it as before)
+                repl.serial.write(b"\x04")
+    raise SerialTransportError(f"{repl.port}: could not start the serial session ({last}): the line seems to "
+                               "garble data: check the cable, then retry")
+
+
+def _start(port: str, baud: int, mode: str, timeout: float, on_print: PrintSink | None,
+           link_cls: type[SerialLink]) -> SerialLink:
+    ser = open_port(port, baud)
+    try:
+        repl = _Repl(ser, port, timeout)
+        has = _launch(repl, baud, timeout, mode)
+        link = link_cls(ser, f"board on {port}", timeout, on_print, bytes(repl._rx), repl.key)
+        try:
+            if has == 0:
+                for path, src in _inject_plan(repl.mpy_version):
+                    link.write(f"mod {path} {len(src)}\n".encode() + src)
+                    if link.readline(timeout) != b"ok\n":
+                        raise SerialTransportError(f"{port}: the board could not load {path}")
+            link.write(f"run {mode}\n".encode())
+        except LinkError as e:
+            raise SerialTransportError(f"{port}: could not start the session code on the board: {e}") from None
+        return link
+    except BaseException:
+        ser.close()
+        raise
+
+
+class BoardSerialLink(SerialLink):
+    """A SerialLink that, when closed, leaves the board running its app again."""
+
+    def close(self) -> None:
+        try:
+            if not self.peer_resets and self.finish():
+                # serve() returned to the raw REPL: back to the friendly REPL, then a soft
+                # reset, which runs boot.py / main.py (the app) again
+                self.ser.write(b"\x02\x04")
+                self.ser.flush()
+        except (LinkError, serial.SerialException, OSError):
+            pass  # the board may be gone; nothing else to do
+        super().close()
+
+
+def open_serial_link(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT,
+                     on_print: PrintSink | None = None) -> SerialLink:
+    """An OTA `Link` to the board on `port` (the device session runs on its UART)."""
+    return _start(port, baud, "ota", timeout, on_print, BoardSerialLink)
