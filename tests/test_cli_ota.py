@@ -34,6 +34,17 @@ def uota(*args: str, ok: bool = True):
     return result
 
 
+def pushed(board: VirtualBoard, *args: str, up: str = "app started"):
+    """`uota <args>` that pushes, returning once the new app has printed `up`.
+
+    The virtual board's flash is not safe against two VM threads at once (reported to its
+    owners): the next command must not race the fresh app thread's imports."""
+    mark = board.console_mark()
+    result = uota(*args)
+    board.expect(up, timeout=20, since=mark)
+    return result
+
+
 def last_json(result) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -61,14 +72,14 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
         assert json.loads(board.read_file("/config/.ota.secrets.json")) == {
             "otaPassword": __import__("hashlib").sha256(b"pw-1").hexdigest(), "signingKey": "key-1"}
 
-        first = last_json(uota("fast", "--json"))
+        first = last_json(pushed(board, "fast", "--json"))
         assert set(first) == {"sent", "skipped", "deleted", "bytes", "seconds"}
         assert "app/app.py" in first["sent"] and first["bytes"] > 0
         assert last_json(uota("remoteio", "call", "hello", "name=cli", "--json")) == {"result": "hello cli"}
 
         app = project / "app" / "app.py"
         app.write_text(app.read_text() + "\n# edited\n")
-        second = last_json(uota("fast", "--json", "--version", "1.0.1"))
+        second = last_json(pushed(board, "fast", "--json", "--version", "1.0.1"))
         assert second["sent"] == ["app/app.py"] and second["bytes"] == app.stat().st_size
         assert last_json(uota("version", "--json")) == {"version": "1.0.1"}
 
@@ -108,7 +119,7 @@ def test_full_wipe_and_remoteio_listen(ota_board: VirtualBoard, ota_project: Pat
     ota_board.write_file("/stray.txt", b"left over")
     ota_board.write_file("/data/keep.txt", b"runtime data")
     ota_board.power_on()
-    result = last_json(uota("full", "--wipe", "--json"))
+    result = last_json(pushed(ota_board, "full", "--wipe", "--json", up="listen-me"))
     assert {"lib/helper.py", "app/app.py", "main.py", "config/ota.json"} <= set(result["sent"])
     wait_reachable(ota_board.host, 2018)
     names = uota("remoteio", "call", "ping").stdout
@@ -161,7 +172,7 @@ def test_bootstrap_again_over_a_running_stack_as_mpy(tmp_path: Path, monkeypatch
         out = uota("bootstrap", "--port", board.serial_port, "--mpy").output
         assert "lib/uota/session.mpy" in out
         wait_reachable(board.host, 2018)
-        uota("fast")
+        pushed(board, "fast")
         assert last_json(uota("remoteio", "call", "hello", "--json")) == {"result": "hello world"}
         board.power_cut()
         names = board.listdir("/lib/uota")

@@ -346,3 +346,18 @@ def test_a_malformed_body_header_closes_the_connection_instead_of_running_the_bo
         with pytest.raises(LinkError):
             s.ping()
     assert (device.root / "victim.txt").exists()
+
+
+def test_a_half_applied_commit_is_left_to_the_boot_replay(device: FakeDevice) -> None:
+    # a journal means a commit is under way: abort must not discard its stage, and no new
+    # session may start until a reset has replayed it
+    (device.root / "ota_journal.json").write_text(json.dumps({"src": "ota_stage", "manifest": "ota_pending.txt"}))
+    (device.root / "ota_stage").mkdir()
+    (device.root / "ota_stage" / "main.py").write_text("new")
+    with device.session() as s:
+        s.hello()
+        with pytest.raises(DeviceError, match="commit is in progress"):
+            s.abort()
+        with pytest.raises(DeviceError, match="commit is in progress"):
+            s.start_ota()
+    assert (device.root / "ota_stage" / "main.py").read_text() == "new"

@@ -51,7 +51,7 @@ def load(name):
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("session", "staging", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
+_SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
 
 
 def unload(names):

@@ -1,12 +1,10 @@
 # The OTA staging commands (start_ota, manifest, need, file, end_ota, abort) of a device
-# session: the pending manifest streamed to flash, signature check, resume, streamed and
-# hashed staging into /ota_stage/, and the commit hand-off (docs/protocol.md "OTA session").
+# session: streamed, hashed staging into /ota_stage/ and the commit hand-off
+# (docs/protocol.md "OTA session"); receiving the manifest itself is uota.pending.
 import json
 import binascii
-from uota import fs, paths, auth, tree, mlist
+from uota import fs, paths, tree, mlist
 from uota.session import Refused, CHUNK
-
-LINES_MAGIC = "uota-manifest-lines 1 "
 
 
 class Commands:
@@ -23,6 +21,8 @@ class Commands:
         self.accepted = None
 
     def c_start_ota(self, arg):
+        if fs.exists(fs.full(fs.JOURNAL)):
+            raise Refused("error: a commit is in progress; reset the board to finish it")
         # a dropped earlier session leaves its staged files: they are reused (resume)
         self._reset()
         self.in_ota = True
@@ -31,98 +31,10 @@ class Commands:
     # -- manifest ---------------------------------------------------------------------
 
     def c_manifest(self, arg):
-        n = int(arg)
-        if n <= 0:
-            raise ValueError("manifest size must be positive")
-        if not self.in_ota:
-            self.s.drain(n)
-            raise Refused("error: send start_ota first")
-        self._reset()
-        ch = self.s.ch
-        if ch.peek() == 0x7B:  # "{": the documented JSON body, held in RAM (small sets only)
-            m = json.loads(self.s.read_body(n).decode())
-            if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
-                raise Refused("error: manifest has no files object")
-            files = m.pop("files")
-            header = m
-            lines = ["%s:%s" % (p, files[p]) for p in sorted(files)]
-            del files
-            self._ingest(header, iter(lines))
-        else:
-            first = ch.readline()
-            left = n - len(first) - 1
-            if not first.startswith(LINES_MAGIC):
-                self.s.drain(left)
-                raise Refused("error: unknown manifest format")
-            header = json.loads(first[len(LINES_MAGIC) :])
-            self._ingest(header, self._body_lines(left))
+        # in its own module: one big module doesn't compile within a fragmented small heap
+        from uota.runtime import load
 
-    def _body_lines(self, left):
-        while left > 0:
-            line = self.s.ch.readline()
-            left -= len(line) + 1
-            yield line
-
-    def _ingest(self, header, lines):
-        """Stream the entries to the pending file, checking paths, order and signature."""
-        if not isinstance(header, dict):
-            raise Refused("error: bad manifest header")
-        cur = fs.version_info()
-        version = header.get("version", "")
-        release = header.get("release", cur["release"])
-        wipe = header.get("wipe") is True
-        if not isinstance(version, str) or not isinstance(release, int):
-            self._drain_lines(lines)
-            raise Refused("error: version must be a string and release an integer")
-        mac = None
-        if self.s.sign_key:
-            mac = auth.Hmac(self.s.sign_key.encode())
-            mac.update(auth.sig_prefix(auth.device_id(), self.s.nonce or "", release, version, wipe))
-        pending = fs.full(fs.PENDING)
-        err = None
-        last = ""
-        with open(pending, "w") as out:
-            for line in lines:
-                if err:
-                    continue  # keep reading: the stream must stay in sync
-                p, _, sha = line.rpartition(":")
-                why = paths.check(p) or ("protected" if paths.reserved(p) else None)
-                if why:
-                    err = "error: bad path %r in manifest: %s" % (p[:64], why)
-                elif len(sha) != 64:
-                    err = "error: bad sha256 for %s" % p
-                elif p <= last:
-                    err = "error: manifest entries must be sorted and unique (%s)" % p
-                else:
-                    last = p
-                    out.write(line + "\n")
-                    if mac:
-                        mac.update(line + "\n")
-        if not err and mac:
-            sig = header.get("sig")
-            if not self.s.nonce or not isinstance(sig, str) or release <= cur["release"]:
-                err = "sig_mismatch"
-            elif not auth.same(sig, mac.hexdigest()):
-                err = "sig_mismatch"
-        if err:
-            fs.remove(pending)
-            raise Refused(err)
-        self.accepted = {"version": version, "release": max(release, cur["release"]), "wipe": wipe}
-        self._plan()
-        self.s.ch.reply("ok")
-
-    def _drain_lines(self, lines):
-        for _ in lines:
-            pass
-
-    def _plan(self):
-        # resume: a staged file counts only if it has this manifest's hash
-        stage = fs.full(fs.STAGE)
-        for p, sha in mlist.entries(fs.full(fs.PENDING)):
-            s = stage + "/" + p
-            if fs.exists(s) and tree.sha256_file(s, self.s.chunk) != sha:
-                fs.remove(s)
-        self.pending = mlist.Reader(fs.full(fs.PENDING))
+        load("uota.pending").receive(self, arg)
 
     def _needed(self):
         # pending entries neither installed unchanged nor staged; no list is kept, so a
@@ -226,7 +138,15 @@ class Commands:
             raise Refused("error: missing %s" % p)
         a = self.accepted
         self._reset()
-        commit.begin(a["version"], a["release"], a["wipe"])
+        try:
+            commit.begin(a["version"], a["release"], a["wipe"])
+        except Exception as e:
+            if not fs.exists(fs.full(fs.JOURNAL)):
+                raise  # nothing was changed yet: the old set stands
+            # half applied: only the journal replay at boot may finish it, so reset now
+            self.in_ota = False
+            self.s.reset = True
+            raise Refused("error: commit interrupted (%r); the board resets to finish it" % e)
         # a fresh set starts with a fresh unclean-boot count
         fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
         self.in_ota = False
@@ -234,6 +154,10 @@ class Commands:
         self.s.reset = True
 
     def c_abort(self, arg):
+        if fs.exists(fs.full(fs.JOURNAL)):
+            # a commit is under way: its stage is the new set, and only the replay at
+            # boot may touch it
+            raise Refused("error: a commit is in progress; reset the board to finish it")
         self._reset()
         tree.rmtree(fs.full(fs.STAGE))
         fs.remove(fs.full(fs.PENDING))

@@ -1,0 +1,108 @@
+# Receiving an OTA manifest (docs/protocol.md "Manifest body"): the documented JSON or the
+# streamed lines form, checked (paths, order, signature) and written to /ota_pending.txt;
+# then the resume check of already staged files. `self` is the session's uota.staging
+# Commands. Loaded on demand and unloaded after the session.
+import json
+from uota import fs, paths, auth, tree, mlist
+from uota.session import Refused
+
+LINES_MAGIC = "uota-manifest-lines 1 "
+
+
+def receive(self, arg):
+    n = int(arg)
+    if n <= 0:
+        raise ValueError("manifest size must be positive")
+    if not self.in_ota:
+        self.s.drain(n)
+        raise Refused("error: send start_ota first")
+    self._reset()
+    ch = self.s.ch
+    if ch.peek() == 0x7B:  # "{": the documented JSON body, held in RAM (small sets only)
+        m = json.loads(self.s.read_body(n).decode())
+        if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
+            raise Refused("error: manifest has no files object")
+        files = m.pop("files")
+        header = m
+        lines = ["%s:%s" % (p, files[p]) for p in sorted(files)]
+        del files
+        _ingest(self, header, iter(lines))
+    else:
+        first = ch.readline()
+        left = n - len(first) - 1
+        if not first.startswith(LINES_MAGIC):
+            self.s.drain(left)
+            raise Refused("error: unknown manifest format")
+        header = json.loads(first[len(LINES_MAGIC) :])
+        _ingest(self, header, _body_lines(self, left))
+
+
+def _body_lines(self, left):
+    while left > 0:
+        line = self.s.ch.readline()
+        left -= len(line) + 1
+        yield line
+
+
+def _ingest(self, header, lines):
+    """Stream the entries to the pending file, checking paths, order and signature."""
+    if not isinstance(header, dict):
+        raise Refused("error: bad manifest header")
+    cur = fs.version_info()
+    version = header.get("version", "")
+    release = header.get("release", cur["release"])
+    wipe = header.get("wipe") is True
+    if not isinstance(version, str) or not isinstance(release, int):
+        _drain_lines(self, lines)
+        raise Refused("error: version must be a string and release an integer")
+    mac = None
+    if self.s.sign_key:
+        mac = auth.Hmac(self.s.sign_key.encode())
+        mac.update(auth.sig_prefix(auth.device_id(), self.s.nonce or "", release, version, wipe))
+    pending = fs.full(fs.PENDING)
+    err = None
+    last = ""
+    with open(pending, "w") as out:
+        for line in lines:
+            if err:
+                continue  # keep reading: the stream must stay in sync
+            p, _, sha = line.rpartition(":")
+            why = paths.check(p) or ("protected" if paths.reserved(p) else None)
+            if why:
+                err = "error: bad path %r in manifest: %s" % (p[:64], why)
+            elif len(sha) != 64:
+                err = "error: bad sha256 for %s" % p
+            elif p <= last:
+                err = "error: manifest entries must be sorted and unique (%s)" % p
+            else:
+                last = p
+                out.write(line + "\n")
+                if mac:
+                    mac.update(line + "\n")
+    if not err and mac:
+        sig = header.get("sig")
+        if not self.s.nonce or not isinstance(sig, str) or release <= cur["release"]:
+            err = "sig_mismatch"
+        elif not auth.same(sig, mac.hexdigest()):
+            err = "sig_mismatch"
+    if err:
+        fs.remove(pending)
+        raise Refused(err)
+    self.accepted = {"version": version, "release": max(release, cur["release"]), "wipe": wipe}
+    _plan(self)
+    self.s.ch.reply("ok")
+
+
+def _drain_lines(self, lines):
+    for _ in lines:
+        pass
+
+
+def _plan(self):
+    # resume: a staged file counts only if it has this manifest's hash
+    stage = fs.full(fs.STAGE)
+    for p, sha in mlist.entries(fs.full(fs.PENDING)):
+        s = stage + "/" + p
+        if fs.exists(s) and tree.sha256_file(s, self.s.chunk) != sha:
+            fs.remove(s)
+    self.pending = mlist.Reader(fs.full(fs.PENDING))
