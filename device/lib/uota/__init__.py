@@ -6,4 +6,6 @@ def mark_healthy():
     """Tell the boot guard this boot is good (resets the unclean-boot counter)."""
     from uota import boot_guard
 
-    boot_guard.mark_clean()
+    # only a request: the OTA event loop does the flash write, so the stack never writes
+    # flash from the app's thread
+    boot_guard.healthy_requested = True

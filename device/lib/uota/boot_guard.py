@@ -4,6 +4,7 @@
 
 MAX_UNCLEAN = 3
 _clean = False
+healthy_requested = False  # set by uota.mark_healthy() from any thread
 
 
 def unclean_count():

@@ -95,7 +95,8 @@ def _guard_tick(healthy_ms, started):
     if boot_guard.is_clean():
         return
     state = _app["state"]
-    if state == "returned" or (state == "running" and time.ticks_diff(time.ticks_ms(), started) >= healthy_ms):
+    if (boot_guard.healthy_requested or state == "returned"
+            or (state == "running" and time.ticks_diff(time.ticks_ms(), started) >= healthy_ms)):
         boot_guard.mark_clean()
     elif state == "crashed" and time.ticks_diff(time.ticks_ms(), _app["at"]) >= CRASH_GRACE_MS:
         from uota import commit

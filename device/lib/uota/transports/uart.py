@@ -7,6 +7,7 @@
 # uart_inject.py through the raw REPL, then the session modules over the framed link.
 # Kept small: its bytecode shares the heap with the app and the session.
 import sys
+import time
 import select
 from binascii import crc32
 
@@ -44,16 +45,28 @@ class UartStream:
         self.nak = False
         self.closed = False
         self.idle_ms = idle_ms
+        self.heard = time.ticks_ms()  # when the host last sent anything
 
     # -- frames ---------------------------------------------------------------------
 
     def _fill(self, want):
-        # reads block until `want` bytes are buffered (UART reads never return short); only
-        # the first byte of a frame waits with a deadline, so a vanished host ends the session
+        # wait for data before every read: a UART stdin may be non-blocking (a short read,
+        # or None when empty), and a host that vanished mid-frame must still end the session
         while self.n < want:
-            if self.n == 0 and not self.poll.poll(self.idle_ms):
-                raise OSError(110)
-            self.n += self.rx.readinto(self.mv[self.n : want])
+            if not self.poll.poll(self.idle_ms):
+                # an empty poll may also be a signal (the unix port's GC signals threads)
+                if time.ticks_diff(time.ticks_ms(), self.heard) > self.idle_ms:
+                    raise OSError(110)
+                continue
+            self.heard = time.ticks_ms()
+            try:
+                k = self.rx.readinto(self.mv[self.n : want])
+            except OSError as e:
+                if e.args[0] not in (4, 11):  # EINTR (a signal), EAGAIN: just wait again
+                    raise
+                k = 0
+            if k:
+                self.n += k
 
     def _shift(self, k):
         # drop k bytes and everything before the next possible sync byte (resynchronise)
@@ -83,7 +96,11 @@ class UartStream:
             # a CLOSE with key 0: a new host ending a session it doesn't know (see the host)
             if b[2] == CLOSE and crc32(self.mv[2 : 6 + ln]) & 0xFFFFFFFF == crc:
                 return ln
-            self._shift(1)  # damaged: a retransmission will bring it again
+            # damaged: ask for a resend now rather than when the host's timer fires
+            if not self.nak:
+                self.nak = True
+                self._send(NAK)
+            self._shift(1)
 
     def _send(self, t, seq=0, payload=b""):
         h = bytes((t, seq, self.rseq, len(payload))) + payload
@@ -192,6 +209,7 @@ def serve(key=0, inject=None):
 
     micropython.kbd_intr(-1)  # 0x03 is data now, not a KeyboardInterrupt
     s = UartStream(key)
+    s._send(ACK)  # "ready": 0x03 is data from now on, so the host may start sending frames
     reset = False
     try:
         cmd, _, mode = s.line().partition(" ")
@@ -200,6 +218,14 @@ def serve(key=0, inject=None):
         gc.collect()
         if mode == "ota":
             from uota.session import Session
+
+            try:
+                # compiled now, into a heap not yet fragmented by the session: at end_ota
+                # it may find no 640-byte hole (the unix port's heap is 64-bit and tighter)
+                import uota.commit  # noqa: F401
+            except ImportError:
+                pass
+            gc.collect()
 
             reset = Session(s).run()
         elif mode == "rio":
