@@ -78,6 +78,24 @@ def test_fresh_micropython_board_gets_the_session_code_injected(board: VirtualBo
     assert serial_version(ota_project, board) == "1.0.0"
 
 
+def test_noisy_line_push_completes_with_every_file_verified(ota_board: VirtualBoard, ota_project: Path) -> None:
+    files = add_files(ota_project, 6, 3000)
+    cfg = load_config(ota_project)
+    link = open_serial_link(ota_board.serial_port)
+    # faults from here on: the raw REPL before (no checksums) has its own test below
+    ota_board.set_faults(drop=0.001, corrupt=0.001, seed=7)
+    with Session(link) as s:
+        s.open()
+        result = push(s, cfg, "fast")
+    assert result.committed and set(files) <= set(result.sent)
+    stats = ota_board.line_stats
+    assert stats.dropped + stats.corrupted > 0  # the faults really hit the line
+    assert link.retransmits > 0  # and were repaired by resending, not by luck
+    ota_board.set_faults()
+    for rel, data in files.items():
+        assert ota_board.read_file("/" + rel) == data
+
+
 def test_cut_line_fails_clearly_keeps_old_files_and_a_retry_resumes(ota_board: VirtualBoard, ota_project: Path) -> None:
     mark = ota_board.console_mark()
     serial_push(ota_project, ota_board)
@@ -116,7 +134,7 @@ def test_cut_line_fails_clearly_keeps_old_files_and_a_retry_resumes(ota_board: V
 def test_app_printing_during_the_session_does_not_disturb_it(ota_board: VirtualBoard, ota_project: Path) -> None:
     (ota_project / "app" / "app.py").write_text(
         "import time\n\ndef run():\n    print('app started')\n    n = 0\n    while True:\n"
-        "        print('tick \\xa5\\x5a', n)\n        n += 1\n        time.sleep(0.002)\n")
+        "        print('tick \\xa5\\x5a', n)\n        n += 1\n        time.sleep(0.01)\n")
     serial_push(ota_project, ota_board)
     ota_board.expect("tick", timeout=15)
     files = add_files(ota_project, 3, 4000)

@@ -19,7 +19,7 @@ SYNC = b"\xa5\x5a"
 DATA, ACK, NAK, POLL, CLOSE = 1, 2, 3, 4, 5
 MAXP = 118  # payload bytes per frame: 10 bytes of framing make 128-byte frames
 WINDOW = 2  # frames in flight towards the board: 2 x 128 = its 256-byte receive buffer
-RTO = 0.25  # no answer for this long: ask the board where it is (POLL), backing off to RTO_MAX
+RTO = 0.15  # no answer for this long: ask the board where it is (POLL), backing off to RTO_MAX
 RTO_MAX = 2.0
 
 PrintSink = Callable[[bytes], None]
@@ -42,6 +42,7 @@ class FrameParser:
     def __init__(self, key: int = 0) -> None:
         self.key = key
         self.buf = bytearray()
+        self.damaged = 0  # frames that failed their CRC
 
     def feed(self, data: bytes) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
         self.buf += data
@@ -72,7 +73,20 @@ class FrameParser:
             else:
                 other += b[:1]  # damaged frame (or print text that looked like one): resync
                 del b[:1]
+                self.damaged += 1
         return frames, bytes(other)
+
+
+    def stale(self) -> tuple[list[tuple[int, int, int, bytes]], bytes]:
+        """Give up on a half-received frame: the board writes a frame at once, so one that
+        stays incomplete had a damaged length byte. Resynchronise on the bytes after its start."""
+        if not self.buf:
+            return [], b""
+        first = bytes(self.buf[:1])
+        rest = bytes(self.buf[1:])
+        self.buf.clear()
+        frames, other = self.feed(rest)
+        return frames, first + other
 
 
 class SerialLink(BufferedLink):
@@ -93,6 +107,8 @@ class SerialLink(BufferedLink):
         self.peer_closed = False
         self.peer_resets = False
         self.dead = False
+        self.heard = False  # any valid frame from the board yet
+        self._damaged_seen = 0
         self.retransmits = 0
         self.recent_output = bytearray()  # last print output, quoted in errors
         self._rto = RTO
@@ -102,8 +118,8 @@ class SerialLink(BufferedLink):
 
     # -- receiving --------------------------------------------------------------------
 
-    def _feed(self, data: bytes) -> None:
-        frames, other = self.parser.feed(data)
+    def _feed(self, data: bytes, stale: bool = False) -> None:
+        frames, other = self.parser.stale() if stale else self.parser.feed(data)
         if other:
             self.recent_output += other
             del self.recent_output[:-400]
@@ -111,8 +127,22 @@ class SerialLink(BufferedLink):
                 self.on_print(other)
         for t, seq, ack, payload in frames:
             self._on_frame(t, seq, ack, payload)
+        if self.parser.damaged != self._damaged_seen:
+            # a frame of the board's was damaged: POLL at once, it resends what we lack
+            self._damaged_seen = self.parser.damaged
+            self._poll_at = min(self._poll_at, time.monotonic() + 0.02)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the board's first frame: until then its UART may still take a 0x03
+        byte in our frames as Ctrl-C (it disables that as its first step)."""
+        deadline = time.monotonic() + timeout
+        while not self.heard:
+            if time.monotonic() >= deadline:
+                raise self._silence("the board did not start the serial session")
+            self._pump(deadline)
 
     def _on_frame(self, t: int, seq: int, ack: int, payload: bytes) -> None:
+        self.heard = True
         before = len(self.unacked)
         while self.unacked and 0 < _ahead(ack, self.unacked[0][0]) <= 128:
             self.unacked.pop(0)
@@ -158,6 +188,7 @@ class SerialLink(BufferedLink):
             # the zeros first complete a frame the board may be stuck half-reading (a
             # dropped byte leaves it waiting for bytes that never come)
             self._write(bytes(MAXP + 10) + frame(POLL, 0, self.rseq, key=self.key))
+            self._feed(b"", stale=True)
             self._rto = min(self._rto * 2, RTO_MAX)
             self._poll_at = now + self._rto
         self.ser.timeout = max(0.0, min(deadline, self._poll_at) - now)
@@ -211,6 +242,10 @@ class SerialLink(BufferedLink):
         return data
 
     def _send(self, data: bytes) -> None:
+        if self.dead:
+            # nothing more goes out on a failed link: a late `abort` reaching the board
+            # once the line recovers would throw away what it staged (resume needs it)
+            raise LinkTimeout(f"{self.name}: the link already timed out")
         view = memoryview(data)
         while view:
             deadline = time.monotonic() + self.timeout  # per frame: as long as acks keep coming

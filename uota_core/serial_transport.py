@@ -95,7 +95,7 @@ def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0) -> None:
     """Interrupt what runs and enter the raw REPL, with a diagnosis if the board won't."""
     ser = repl.serial
     ser.reset_input_buffer()
-    ser.write(b"\r\x03\x03")  # stop the app's main loop (the OTA event loop on a uota board)
+    ser.write(b"\r\x03")  # stop the app's main loop (the OTA event loop on a uota board)
     seen = bytearray()
     deadline = time.monotonic() + timeout
     unstuck = False
@@ -113,7 +113,10 @@ def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0) -> None:
             # is data there): fill any half-read frame with spaces, then tell it to close
             ser.write(b" " * (MAXP + 10) + frame(CLOSE, 0, 0) * 2)
             unstuck = True
-        ser.write(b"\x03")
+        if not seen.endswith(b">>> "):
+            # no prompt yet: interrupt again (more Ctrl-Cs than needed can land in the
+            # app's cleanup and leave it half-done)
+            ser.write(b"\x03")
     raise _diagnose(repl.port, bytes(seen), baud)
 
 
@@ -201,6 +204,7 @@ def _start(port: str, baud: int, mode: str, timeout: float, on_print: PrintSink 
         has = _launch(repl, baud, timeout, mode)
         link = link_cls(ser, f"board on {port}", timeout, on_print, bytes(repl._rx), repl.key)
         try:
+            link.wait_ready(timeout)
             if has == 0:
                 for path, src in _inject_plan(repl.mpy_version):
                     link.write(f"mod {path} {len(src)}\n".encode() + src)
@@ -218,6 +222,13 @@ def _start(port: str, baud: int, mode: str, timeout: float, on_print: PrintSink 
 class BoardSerialLink(SerialLink):
     """A SerialLink that, when closed, leaves the board running its app again."""
 
+    def _await(self, marker: bytes, timeout: float) -> None:
+        seen = bytearray()
+        deadline = time.monotonic() + timeout
+        self.ser.timeout = 0.05
+        while marker not in seen and time.monotonic() < deadline:
+            seen += self.ser.read(max(1, self.ser.in_waiting))
+
     def close(self) -> None:
         try:
             if not self.peer_resets and self.finish():
@@ -225,6 +236,7 @@ class BoardSerialLink(SerialLink):
                 # reset, which runs boot.py / main.py (the app) again
                 self.ser.write(b"\x02\x04")
                 self.ser.flush()
+                self._await(b"soft reboot", 1.5)  # closing at once could discard the Ctrl-D
         except (LinkError, serial.SerialException, OSError):
             pass  # the board may be gone; nothing else to do
         super().close()
