@@ -89,6 +89,7 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
 
         info = last_json(uota("info", "--json"))
         assert info["auth"] is True and info["signed"] is True and info["version"] == "1.0.1"
+        assert info["micropython"].startswith("1.") and info["mpy"] == 6
 
         # a wrong signing key: refused before anything is staged; one error line
         write_secrets(project, {"signingKey": "not-key-1"})

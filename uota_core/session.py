@@ -38,13 +38,16 @@ class DeviceInfo:
     version: str
     release: int
     free: int
+    firmware: str = ""
+    mpy: int = 0  # the .mpy format version the board loads (0: unknown)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "DeviceInfo":
         return cls(proto=int(data.get("proto", 2)), id=str(data.get("id", "")), nonce=str(data.get("nonce", "")),
                    auth=bool(data.get("auth")), signed=bool(data.get("signed")),
                    version=str(data.get("version", "")), release=int(data.get("release", 0)),
-                   free=int(data.get("free", 0)))
+                   free=int(data.get("free", 0)), firmware=str(data.get("firmware", "")),
+                   mpy=int(data.get("mpy", 0)))
 
 
 @dataclass(frozen=True)

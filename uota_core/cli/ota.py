@@ -85,6 +85,7 @@ def info(host: str | None, port: int | None, transport: str | None, as_json: boo
         data = {"proto": 1}
     else:
         data = {"id": dev.id, "version": dev.version, "release": dev.release, "free_mem": dev.free,
+                "micropython": dev.firmware, "mpy": dev.mpy,
                 "auth": dev.auth, "signed": dev.signed, "files": len(installed.files) if installed else 0,
                 "proto": dev.proto}
     for key, value in data.items():

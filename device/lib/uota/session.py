@@ -2,6 +2,7 @@
 # stream: WiFi TCP, the UART (started from the raw REPL) and BLE all run this same code.
 # Imported only when a client connects, so its bytecode isn't resident while idle; the
 # OTA staging commands live in uota.staging.
+import sys
 import json
 import binascii
 from uota import fs, paths, auth
@@ -163,6 +164,8 @@ class Session:
             "version": cur.get("version", ""),
             "release": cur.get("release", 0),
             "free": gc.mem_free(),
+            "firmware": "%d.%d.%d" % sys.implementation.version[:3],
+            "mpy": getattr(sys.implementation, "_mpy", 0) & 0xFF,  # .mpy version it loads
         }
         self.ch.reply("hello " + json.dumps(info))
 
