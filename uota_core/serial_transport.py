@@ -13,6 +13,7 @@ after a commit; otherwise the host leaves the raw REPL and soft-resets, so the a
 from __future__ import annotations
 
 import functools
+import json
 import re
 import secrets
 import time
@@ -21,11 +22,16 @@ import serial
 
 from uota_core.bootstrap import compile_mpy
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, LinkError
+from typing import TYPE_CHECKING
+
+from uota_core.link import DEFAULT_TIMEOUT, LinkClosed, LinkError, LinkTimeout
 from uota_core.rawrepl import RawRepl, RawReplError
 from uota_core.resources import device_dir
 from uota_core.serial_link import CLOSE, MAXP, PrintSink, SerialLink, frame
 from uota_core.serialport import open_port
+
+if TYPE_CHECKING:
+    from uota_core.remoteio import RemoteIOClient
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
@@ -246,3 +252,45 @@ def open_serial_link(port: str, baud: int = 115200, timeout: float = DEFAULT_TIM
                      on_print: PrintSink | None = None) -> SerialLink:
     """An OTA `Link` to the board on `port` (the device session runs on its UART)."""
     return _start(port, baud, "ota", timeout, on_print, BoardSerialLink)
+
+
+class RemoteIOSerialLink(BoardSerialLink):
+    """RemoteIO over the UART: call/result lines come in frames; the app's print() output,
+    which arrives between frames, is turned into the `{"p": text}` lines RemoteIOClient reads."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self._texts: list[str] = []
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.on_print = self._keep
+
+    def _keep(self, data: bytes) -> None:
+        self._texts.append(data.decode(errors="replace").replace("\r\n", "\n"))
+
+    def readline(self, timeout: float | None = None) -> bytes:
+        deadline = self._deadline(timeout)
+        while True:
+            if self.inq:
+                self._buf += self.inq
+                self.inq.clear()
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self._buf[:i + 1])
+                del self._buf[:i + 1]
+                return line
+            if self._texts:
+                text = "".join(self._texts)
+                self._texts.clear()
+                return json.dumps({"p": text}).encode() + b"\n"
+            if self.peer_closed:
+                raise LinkClosed(self._ended())
+            if time.monotonic() >= deadline:
+                raise LinkTimeout(f"{self.name}: nothing from the board in time")
+            self._pump(deadline)
+
+
+def open_serial_remoteio(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT) -> "RemoteIOClient":
+    """A RemoteIOClient whose calls and print stream share the board's UART (needs the uota lib)."""
+    from uota_core.remoteio import RemoteIOClient
+
+    link = _start(port, baud, "rio", timeout, None, RemoteIOSerialLink)
+    return RemoteIOClient(link=link, timeout=timeout)
