@@ -15,6 +15,7 @@ import simsocket
 import simupy
 import simos
 import simsys
+import simvfs
 
 
 class Flash:
@@ -48,7 +49,7 @@ def _mount():
     path = os.getenv("UOTA_SIM_FLASH")
     try:
         bdev = Flash(open(path, "r+b"), int(os.getenv("UOTA_SIM_FLASH_BLOCKS")))
-        fs = vfs.VfsLfs2(bdev)
+        fs = simvfs.LockedVfs(vfs.VfsLfs2(bdev))
         vfs.umount("/")
         vfs.mount(fs, "/")
     except Exception as e:
@@ -70,7 +71,7 @@ for _n, _m in (
     ("sys", simsys),
 ):
     sys.modules[_n] = sys.modules["u" + _n] = _m
-for _n in ("simio", "simrepl", "simreadline", "simmachine", "simnetwork", "simsocket", "simupy", "simos", "simsys"):
+for _n in ("simio", "simrepl", "simreadline", "simmachine", "simnetwork", "simsocket", "simupy", "simos", "simsys", "simvfs"):
     sys.modules.pop(_n, None)
 
 import builtins

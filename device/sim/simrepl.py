@@ -1,6 +1,7 @@
 # pyexec.c (non-event-driven) and the ESP32 port's main loop (ports/esp32/main.c).
 import os
 import sys
+import micropython as _upy
 import simio
 import simreadline
 from simio import tx, rx, ctl, pend, cook, exc_text
@@ -38,6 +39,7 @@ def execute(src, name, kind, eof):
         e = None
     except BaseException as x:  # user code: anything, incl. KeyboardInterrupt
         e = x
+    _unlock_heap()  # the code may have left it locked; reporting needs to allocate
     if armed:
         ctl(b"intr -1")
     if eof:
@@ -72,7 +74,21 @@ def friendly():
             return r
 
 
+def _unlock_heap():
+    # pyexec forces the GC unlocked before each REPL input: a heap left locked
+    # (an exception out of heap_lock()ed code) has no other way out.
+    _upy.heap_lock()
+    depth = _upy.heap_unlock()  # lock+unlock reads the depth without changing it
+    if depth >= 0x4000:  # an unlock too many wrapped the counter below zero
+        for _ in range(0x8000 - depth):
+            _upy.heap_lock()
+    else:
+        while depth:
+            depth = _upy.heap_unlock()
+
+
 def _friendly_cmd():
+    _unlock_heap()
     line = bytearray()
     c = readline(line, ">>> ", b"repl friendly")
     kind = "single"
@@ -130,6 +146,7 @@ def raw():
 
 
 def _raw_cmd():
+    _unlock_heap()
     line = bytearray()
     tx(b">")
     ctl(b"repl raw")
