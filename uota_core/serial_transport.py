@@ -39,9 +39,10 @@ UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
 # modules the app may hold state in (RemoteIO handlers): never unloaded
 # and our own transport, which the next session reuses rather than compiles again
 # (uota.runtime too: the app thread runs in it, and the session imports its load())
-_KEEP = ("uota.remoteio", "uota.boot_guard", "uota.fs", "uota.runtime", "uota.transports", "uota.transports.uart")
-# the stopped main loop's code in uota.runtime: nothing runs it any more, so free it
-_LOOP_CODE = ("main", "_serve", "_guard_tick", "_idle", "_transports")
+_KEEP = ("uota.remoteio", "uota.fs", "uota.runtime", "uota.transports", "uota.transports.uart")
+# the stopped main loop's code and state in uota.runtime (its poll object holds the closed
+# sockets): nothing runs it any more, so free it
+_LOOP_CODE = ("main", "_serve", "_guard_tick", "_idle", "_transports", "_poll", "unload")
 # what the board has: 2 = a lib with this serial transport, 1 = the session modules only
 _PROBE = (
     # the interrupted main loop may have left session modules half loaded: free them first

@@ -219,13 +219,6 @@ def serve(key=0, inject=None):
         if mode == "ota":
             from uota.session import Session
 
-            try:
-                # compiled now, into a heap not yet fragmented by the session: at end_ota
-                # it may find no 640-byte hole (the unix port's heap is 64-bit and tighter)
-                import uota.commit  # noqa: F401
-            except ImportError:
-                pass
-            gc.collect()
 
             reset = Session(s).run()
         elif mode == "rio":
