@@ -39,3 +39,15 @@ def test_remoteio_over_serial_needs_the_stack(board: VirtualBoard) -> None:
     board.wait_repl(timeout=10)
     with pytest.raises(SerialTransportError, match="needs the uota stack on the board"):
         open_serial_remoteio(board.serial_port)
+
+
+def test_cli_remoteio_call_over_serial(ota_board: VirtualBoard, ota_project: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from uota_core.cli import cli
+
+    monkeypatch.chdir(ota_project)
+    result = CliRunner().invoke(cli, ["remoteio", "call", "ping", "--port", ota_board.serial_port, "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == '{"result": "pong"}'

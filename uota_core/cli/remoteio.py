@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from uota_core.cli.common import emit_json, json_option, project_config, reports_errors
+from uota_core.cli.common import PortParam, emit_json, json_option, project_config, reports_errors
 from uota_core.errors import UotaError
 from uota_core.remoteio import RemoteIOClient
 
@@ -27,8 +27,15 @@ def parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _client(host: str | None, port: int | None, timeout: float) -> RemoteIOClient:
+def _client(host: str | None, port: int | str | None, timeout: float) -> RemoteIOClient:
     cfg = project_config()
+    if isinstance(port, str) or (port is None and cfg["transports"][0] == "serial"):
+        # --port /dev/ttyUSB0: calls and prints multiplexed on the board's UART
+        from uota_core.serial_transport import open_serial_remoteio
+        from uota_core.serialport import detect
+
+        return open_serial_remoteio(port or cfg.get("serialPort") or detect(), cfg.get("serialBaud", 115200),
+                                    timeout)
     return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout,
                           password=cfg.password)
 
@@ -40,10 +47,11 @@ def remoteio() -> None:
 
 @remoteio.command()
 @click.option("--host", help="Device IP or hostname (default: ota.json hostname).")
-@click.option("--port", type=click.IntRange(1, 65535), help="RemoteIO port (default: ota.json remoteioPort).")
+@click.option("--port", type=PortParam(), help="RemoteIO port (default: ota.json remoteioPort), or a serial "
+              "port such as /dev/ttyUSB0 for RemoteIO over USB.")
 @click.option("--timeout", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
 @reports_errors
-def listen(host: str | None, port: int | None, timeout: float | None) -> None:
+def listen(host: str | None, port: int | str | None, timeout: float | None) -> None:
     """Stream everything the device print()s, with timestamps; follows the device across resets."""
     deadline = None if timeout is None else time.monotonic() + timeout
     first = True
@@ -67,11 +75,12 @@ def listen(host: str | None, port: int | None, timeout: float | None) -> None:
 @click.argument("name")
 @click.argument("args", nargs=-1)
 @click.option("--host", help="Device IP or hostname (default: ota.json hostname).")
-@click.option("--port", type=click.IntRange(1, 65535), help="RemoteIO port (default: ota.json remoteioPort).")
+@click.option("--port", type=PortParam(), help="RemoteIO port (default: ota.json remoteioPort), or a serial "
+              "port such as /dev/ttyUSB0 for RemoteIO over USB.")
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @json_option
 @reports_errors
-def call(name: str, args: tuple[str, ...], host: str | None, port: int | None, timeout: float,
+def call(name: str, args: tuple[str, ...], host: str | None, port: int | str | None, timeout: float,
          as_json: bool) -> None:
     """Call handler NAME on the device with key=val arguments (JSON values where they parse)."""
     kwargs = parse_kwargs(args)
