@@ -20,9 +20,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from uota_core.cli import ota, project, remoteio, sim
+    from uota_core.cli import ota, project, remoteio, sim, terminal
 
     cli.add_command(sim.sim)
+    cli.add_command(terminal.terminal)
     for command in (project.init, project.bootstrap, ota.info, ota.fast, ota.full, ota.version, ota.passwd,
                     remoteio.remoteio):
         cli.add_command(command)
