@@ -5,8 +5,10 @@
 # byte it came from: it is queued in `pend` for the next rx().
 import sys
 import io
+import gc
 import time
 import builtins
+import micropython as _upy
 
 _in = sys.stdin.buffer
 _out = sys.stdout.buffer
@@ -20,15 +22,50 @@ _here = '  File "' + __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else ' 
 dead = [False]  # set once a reset was requested: the board prints nothing more
 
 
+def heal_heap():
+    # pyexec forces the heap usable before each REPL input; on a board nothing
+    # user code does can wedge the C REPL. Here the REPL itself allocates, so
+    # undo what can leave the heap locked: heap_lock() without unlock (or an
+    # unlock too many), or an interrupt that escaped a collection and left its
+    # flag set (another gc.collect() clears it). A Ctrl-C meanwhile is a byte.
+    for _ in range(4):
+        try:
+            try:
+                bytearray(8)
+                return
+            except MemoryError:
+                pass
+            gc.collect()
+            _upy.heap_lock()
+            depth = _upy.heap_unlock()  # lock+unlock reads the depth unchanged
+            if depth >= 0x4000:  # an unlock too many wrapped the counter
+                for _ in range(0x8000 - depth):
+                    _upy.heap_lock()
+            else:
+                while depth:
+                    depth = _upy.heap_unlock()
+        except KeyboardInterrupt:
+            pend.append(3)
+
+
 def ctl(msg):
     # A small pipe write is atomic; EINTR means nothing was written, so retry.
-    msg = b"\x1eUOTA " + msg + b"\n"
-    while True:
+    for _ in range(8):
         try:
-            _err.write(msg)
+            _err.write(b"\x1eUOTA " + msg + b"\n")
             return
         except KeyboardInterrupt:
             pend.append(3)
+        except MemoryError:
+            heal_heap()
+
+
+def diag(text):
+    # A VM diagnostic for the supervisor's log (fd 2, not a control message).
+    try:
+        _err.write(text)
+    except Exception:
+        pass
 
 
 def tx(b):

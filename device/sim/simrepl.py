@@ -1,10 +1,9 @@
 # pyexec.c (non-event-driven) and the ESP32 port's main loop (ports/esp32/main.c).
 import os
 import sys
-import micropython as _upy
 import simio
 import simreadline
-from simio import tx, rx, ctl, pend, cook, exc_text
+from simio import tx, rx, ctl, pend, cook, exc_text, heal_heap
 from simreadline import readline, continue_with_input
 
 FORCED = 0x100  # PYEXEC_FORCED_EXIT: SystemExit, or Ctrl-D asking for a soft reboot
@@ -39,7 +38,7 @@ def execute(src, name, kind, eof):
         e = None
     except BaseException as x:  # user code: anything, incl. KeyboardInterrupt
         e = x
-    _unlock_heap()  # the code may have left it locked; reporting needs to allocate
+    heal_heap()  # the code may have left it locked; reporting needs to allocate
     if armed:
         ctl(b"intr -1")
     if eof:
@@ -74,21 +73,8 @@ def friendly():
             return r
 
 
-def _unlock_heap():
-    # pyexec forces the GC unlocked before each REPL input: a heap left locked
-    # (an exception out of heap_lock()ed code) has no other way out.
-    _upy.heap_lock()
-    depth = _upy.heap_unlock()  # lock+unlock reads the depth without changing it
-    if depth >= 0x4000:  # an unlock too many wrapped the counter below zero
-        for _ in range(0x8000 - depth):
-            _upy.heap_lock()
-    else:
-        while depth:
-            depth = _upy.heap_unlock()
-
-
 def _friendly_cmd():
-    _unlock_heap()
+    heal_heap()
     line = bytearray()
     c = readline(line, ">>> ", b"repl friendly")
     kind = "single"
@@ -146,7 +132,7 @@ def raw():
 
 
 def _raw_cmd():
-    _unlock_heap()
+    heal_heap()
     line = bytearray()
     tx(b">")
     ctl(b"repl raw")
@@ -235,6 +221,11 @@ def start(g, raw_repl):
             r = raw() if raw_mode[0] else friendly()
         except KeyboardInterrupt:
             _stray()
+            r = 0
+        except Exception as e:
+            # The C REPL of a board cannot die; neither may this one.
+            heal_heap()
+            simio.diag(b"uota-sim: REPL recovered from %r\n" % (e,))
             r = 0
     soft_reboot()
 
