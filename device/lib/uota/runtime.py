@@ -139,6 +139,22 @@ def _transports(cfg):
     return found
 
 
+def _tick(transports, healthy_ms, started):
+    """One round of the event loop; True if there is more to do at once."""
+    busy = False
+    for t in transports:
+        if not t.poll():
+            continue
+        stream = t.accept_ota()
+        if stream is not None:
+            _serve(stream, transports)
+            busy = True
+        if remoteio.poll(t):
+            busy = True
+    _guard_tick(healthy_ms, started)
+    return busy
+
+
 def main():
     from uota import fs
 
@@ -165,17 +181,14 @@ def main():
     _thread.start_new_thread(_run_app, ())
     try:
         while True:
-            busy = False
-            for t in transports:
-                if not t.poll():
-                    continue
-                stream = t.accept_ota()
-                if stream is not None:
-                    _serve(stream, transports)
-                    busy = True
-                if remoteio.poll(t):
-                    busy = True
-            _guard_tick(healthy_ms, started)
+            try:
+                busy = _tick(transports, healthy_ms, started)
+            except Exception as e:
+                # A full heap (an app printing flat out) or a bug in one round must not take
+                # the OTA server down; KeyboardInterrupt (serial session entry) still ends it.
+                gc.collect()
+                print("uota: event loop recovered from %r" % (e,))
+                busy = False
             if not busy:
                 _idle(transports, 5)
     finally:
