@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import Self
 
 from uota_core.errors import UotaError
 
@@ -29,7 +30,22 @@ class LinkClosed(LinkError):
     """The device closed the connection."""
 
 
-class Link(ABC):
+class Closing:
+    """`with` support for anything that holds a link or port and has `close()`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Link(Closing, ABC):
     """A byte stream with deadlines: write, read_exact, readline, close."""
 
     name: str = "link"
@@ -47,14 +63,6 @@ class Link(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-    def __enter__(self) -> "Link":
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class BufferedLink(Link):

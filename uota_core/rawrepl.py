@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import binascii
 import time
-from types import TracebackType
 
 import serial
 
 from uota_core.errors import UotaError
+from uota_core.link import Closing
 
 
 class RawReplError(UotaError):
     """The board did not enter the raw REPL, or the code it ran raised."""
 
 
-class RawRepl:
+class RawRepl(Closing):
     def __init__(self, port: str, baud: int = 115200, timeout: float = 10.0) -> None:
         self.port = port
         self.timeout = timeout
@@ -26,13 +26,6 @@ class RawRepl:
             self.serial = serial.Serial(port, baud, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError) as e:
             raise RawReplError(f"cannot open serial port {port}: {e}: check the cable and --port") from None
-
-    def __enter__(self) -> "RawRepl":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         self.serial.close()

@@ -13,12 +13,11 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 from uota_core.auth import auth_response, password_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, Link, LinkClosed, LinkError, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
 from uota_core.session import AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
@@ -27,7 +26,7 @@ class RemoteCallError(UotaError):
     """The device's handler raised (or there is no such handler)."""
 
 
-class RemoteIOClient:
+class RemoteIOClient(Closing):
     def __init__(self, host: str | None = None, port: int = REMOTEIO_PORT, timeout: float = DEFAULT_TIMEOUT,
                  link: Link | None = None, password: str = "") -> None:
         if link is None:
@@ -65,13 +64,6 @@ class RemoteIOClient:
             if "e" in reply:
                 raise AuthError("wrong OTA password for RemoteIO: otaPassword in config/.ota.secrets.json "
                                 "doesn't match the device's")
-
-    def __enter__(self) -> "RemoteIOClient":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         self.link.close()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from uota_core.auth import auth_response, manifest_signature, passwd_request, password_key
 from uota_core.errors import UotaError
-from uota_core.link import Link, LinkClosed, LinkError
+from uota_core.link import Closing, Link, LinkClosed, LinkError
 
 Progress = Callable[[int], None]
 MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "  # called with the byte count of each chunk sent
@@ -59,7 +58,7 @@ class Installed:
     files: dict[str, str]
 
 
-class Session:
+class Session(Closing):
     """One connection to a device's OTA server."""
 
     def __init__(self, link: Link, password: str = "", signing_key: str = "") -> None:
@@ -68,13 +67,6 @@ class Session:
         self.signing_key = signing_key
         self.info: DeviceInfo | None = None
         self.authenticated = False
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         self.link.close()
