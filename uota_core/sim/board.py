@@ -236,8 +236,7 @@ class VirtualBoard:
         self._booted.clear()
         self._set_repl(None)
         self._uart.interrupt_char = -1
-        if cause != self._reset_cause or rom_banner:
-            self._reset_cause = cause
+        self._reset_cause = cause  # a soft reboot passes the previous cause on unchanged
         if rom_banner:
             code, why = _ROM_REASONS[cause]
             self._uart.inject_board_output(_ROM_BANNER.format(code=code, why=why).encode())
