@@ -18,6 +18,7 @@ MAX_CLIENTS = 4
 PENDING_LIMIT = 2048  # print text waiting for the event loop
 OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped
 IN_LIMIT = 2048
+GUESS_MS = 300  # a wrong password costs every client this long: online guessing stays slow
 
 _handlers = {}
 _pending = []
@@ -27,6 +28,7 @@ _clients = []
 _orig_print = None
 generation = 0  # bumped when the set of client sockets changes (the event loop polls them)
 _boot_ticks = time.ticks_ms()
+_guess_at = time.ticks_ms()  # no password guess is checked before this
 version = ""
 password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
 
@@ -101,6 +103,7 @@ class _Client:
         self.inbuf = b""
         self.out = bytearray()
         self.authed = not password
+        self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
         try:
             import machine
@@ -179,17 +182,32 @@ def _read(c):
         if not isinstance(frame, dict):
             continue
         if "auth" in frame and not c.authed:
-            if c.nonce and isinstance(frame["auth"], str) and _check_auth(c, frame["auth"]):
-                c.authed = True
-                reply = {"auth": "ok"}
+            if c.nonce and c.guess is None and isinstance(frame["auth"], str):
+                c.guess = frame["auth"]  # checked by _answer_guesses, never sooner than _guess_at
             else:
-                reply = {"e": "auth failed"}
-            c.out += json.dumps(reply).encode() + b"\n"
+                c.out += b'{"e": "auth failed"}\n'  # one guess per connection
         elif "call" in frame:
             reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
             c.out += json.dumps(reply).encode() + b"\n"
     if len(c.inbuf) > IN_LIMIT:
         _drop(c)
+
+
+def _answer_guesses():
+    # Guesses are checked one at a time, and a wrong one holds every further guess (from
+    # any connection) back by GUESS_MS without blocking the event loop, so reconnecting
+    # for each guess doesn't make password guessing faster.
+    global _guess_at
+    for c in _clients:
+        if c.guess is None or time.ticks_diff(time.ticks_ms(), _guess_at) < 0:
+            continue
+        guess, c.guess = c.guess, None
+        if _check_auth(c, guess):
+            c.authed = True
+            c.out += b'{"auth": "ok"}\n'
+        else:
+            _guess_at = time.ticks_add(time.ticks_ms(), GUESS_MS)
+            c.out += b'{"e": "auth failed"}\n'
 
 
 def _flush(c):
@@ -219,6 +237,7 @@ def poll(transport):
         return False
     for c in list(_clients):
         _read(c)
+    _answer_guesses()
     if _pending:
         with _lock:
             texts, _pending, _pending_len = _pending, [], 0
