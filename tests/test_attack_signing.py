@@ -1,0 +1,257 @@
+"""Attacks on signed updates (DESIGN.md "Signed sessions"): unsigned, wrongly signed,
+tampered, replayed, downgraded and cross-device sessions are refused before a byte is
+staged, and the signing key can't be read back or leak into a pushed file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, make_project, secret_forms,
+                            secured_board, wait_until)
+from uota_core.auth import manifest_signature
+from uota_core.config import load_config
+from uota_core.connect import open_session, wait_reachable
+from uota_core.link import LinkError
+from uota_core.push import push
+from uota_core.session import AuthError, DeviceError, DeviceInfo, Session
+from uota_core.sim import VirtualBoard
+from uota_core.tcp import TcpLink
+
+pytestmark = pytest.mark.timeout(180)
+
+NEW_APP = b"print('attacker code')\n"
+NEW_SHA = hashlib.sha256(NEW_APP).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("signing")
+    project = make_project(tmp / "proj", password=PASSWORD, signing_key=SIGNING_KEY)
+    with secured_board(tmp / "board", project, name="signboard") as board:
+        board.expect("boot marked healthy", timeout=20)
+        yield board, project
+
+
+def lines_body(header: dict, files: dict[str, str]) -> bytes:
+    lines = ["uota-manifest-lines 1 " + json.dumps(header)] + [f"{p}:{files[p]}" for p in sorted(files)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def offer(s: Session, body: bytes) -> str:
+    """start_ota + a raw manifest body; the device's reply line."""
+    s.start_ota()
+    s.link.write(f"manifest {len(body)}\n".encode() + body)
+    return s._reply(timeout=30)
+
+
+def signed_header(info: DeviceInfo, files: dict[str, str], *, key: str = SIGNING_KEY, dev: str | None = None,
+                  nonce: str | None = None, release: int | None = None, version: str = "evil",
+                  wipe: bool = False) -> dict:
+    release = info.release + 1 if release is None else release
+    sig = manifest_signature(key, info.id if dev is None else dev, info.nonce if nonce is None else nonce,
+                             release, version, files, wipe)
+    return {"version": version, "release": release, "wipe": wipe, "sig": sig}
+
+
+def nothing_staged_after(s: Session) -> None:
+    """After a refused manifest, no `file` is accepted and nothing waits to be committed."""
+    with pytest.raises(DeviceError, match="send start_ota and manifest first"):
+        s.send_file("app/app.py", len(NEW_APP), NEW_SHA, [NEW_APP])
+    with pytest.raises(DeviceError, match="send start_ota and manifest first"):
+        s.end_ota()
+    assert s.ping()
+
+
+Forge = Callable[[DeviceInfo], bytes]
+FILES = {"app/app.py": NEW_SHA}
+
+
+def _tampered_hash(info: DeviceInfo) -> bytes:
+    header = signed_header(info, FILES)
+    return lines_body(header, {"app/app.py": hashlib.sha256(b"other").hexdigest()})
+
+
+def _tampered_field(field: str, value: object) -> Forge:
+    def forge(info: DeviceInfo) -> bytes:
+        header = signed_header(info, FILES)
+        header[field] = value
+        return lines_body(header, FILES)
+    return forge
+
+
+FORGERIES: dict[str, Forge] = {
+    "unsigned": lambda info: lines_body({"version": "evil", "release": info.release + 1}, FILES),
+    "unsigned-json": lambda info: json.dumps({"version": "evil", "files": FILES, "release": info.release + 1}).encode(),
+    "empty-sig": lambda info: lines_body({**signed_header(info, FILES), "sig": ""}, FILES),
+    "non-string-sig": lambda info: lines_body({**signed_header(info, FILES), "sig": 0}, FILES),
+    "wrong-key": lambda info: lines_body(signed_header(info, FILES, key="guessed-key"), FILES),
+    "tampered-file-hash": _tampered_hash,
+    "tampered-file-added": lambda info: lines_body(signed_header(info, FILES), {**FILES, "app/x.py": NEW_SHA}),
+    "tampered-file-removed": lambda info: lines_body(signed_header(info, {**FILES, "app/x.py": NEW_SHA}), FILES),
+    "tampered-version": _tampered_field("version", "other"),
+    "tampered-release": _tampered_field("release", 10**6),
+    "tampered-wipe": _tampered_field("wipe", True),
+    "replayed-nonce": lambda info: lines_body(signed_header(info, FILES, nonce="0" * 32), FILES),
+    "downgraded-same-release": lambda info: lines_body(signed_header(info, FILES, release=info.release), FILES),
+    "downgraded-older-release": lambda info: lines_body(signed_header(info, FILES, release=info.release - 1), FILES),
+    "cross-device": lambda info: lines_body(signed_header(info, FILES, dev="a0b1c2d3e4f5"), FILES),
+    "signed-json-wrong-nonce": lambda info: json.dumps(
+        {**signed_header(info, FILES, nonce="f" * 32), "files": FILES}).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGERIES))
+def test_forged_sessions_are_refused_before_a_byte_is_staged(signed: tuple[VirtualBoard, Path], name: str) -> None:
+    board, project = signed
+    before = flash_hashes(board)
+    with open_session(load_config(project)) as s:
+        assert s.info is not None and s.info.signed and s.info.release >= 1
+        assert offer(s, FORGERIES[name](s.info)) == "sig_mismatch"
+        nothing_staged_after(s)
+    assert flash_hashes(board) == before  # not even a pending manifest or an empty stage dir
+
+
+def test_the_same_forgery_signed_right_is_accepted(signed: tuple[VirtualBoard, Path]) -> None:
+    # the control: what the forgeries change is exactly what makes them fail
+    board, project = signed
+    with open_session(load_config(project)) as s:
+        assert offer(s, lines_body(signed_header(s.info, FILES), FILES)) == "ok"
+        assert s.need() == ["app/app.py"]
+        # file content that doesn't match the signed hash is never staged
+        with pytest.raises(DeviceError, match="sha256 mismatch"):
+            s.send_file("app/app.py", len(NEW_APP), NEW_SHA, [NEW_APP.upper()])
+        with pytest.raises(DeviceError, match="not in the manifest"):
+            s.send_file("app/app.py", 5, hashlib.sha256(b"hello").hexdigest(), [b"hello"])
+        with pytest.raises(DeviceError, match="missing app/app.py"):
+            s.end_ota()
+        assert "ota_stage" not in s.ls("/") or "app/" not in s.ls("ota_stage")
+        assert s.request("abort") == "aborted"
+    assert "/ota_stage/app/app.py" not in flash_hashes(board)
+
+
+def test_a_captured_session_replayed_byte_for_byte_is_refused(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    cfg = load_config(project)
+    app = project / "app" / "app.py"
+    app.write_text(app.read_text() + "# release captured by the attacker\n")
+    with TapProxy((board.host, 2018)) as tap:
+        mark = board.console_mark()
+        with Session(TcpLink(*tap.addr), cfg.password, cfg.signing_key) as s:
+            s.open()
+            assert push(s, cfg, "fast", version="captured").committed
+        captured = bytes(tap.to_server)
+    board.expect("boot marked healthy", timeout=30, since=mark)
+    wait_reachable(board.host, 2018)
+    # the owner moves on to a newer release; the attacker replays the old session
+    app.write_text(app.read_text() + "# newer\n")
+    mark = board.console_mark()
+    with open_session(cfg) as s:
+        assert push(s, cfg, "fast", version="newer").committed
+    board.expect("boot marked healthy", timeout=30, since=mark)
+    wait_reachable(board.host, 2018)
+    before = flash_hashes(board)
+    boots = board.console.count("rst:")
+
+    # 1. the whole capture, as is: its auth response was for another nonce
+    with TcpLink(board.host, 2018) as link:
+        link.write(captured)
+        replies = []
+        try:
+            while True:
+                replies.append(link.readline(timeout=3).decode().strip())
+        except LinkError:
+            pass
+    assert "error: auth failed" in replies and "ok" not in replies, replies
+    # 2. the captured manifest inside a session the attacker authenticated (a stolen password)
+    start = captured.index(b"manifest ")
+    size_end = captured.index(b"\n", start)
+    body = captured[size_end + 1: size_end + 1 + int(captured[start + 9: size_end])]
+    assert b'"sig":' in body
+    with open_session(cfg) as s:
+        assert offer(s, body) == "sig_mismatch"
+        nothing_staged_after(s)
+    assert flash_hashes(board) == before
+    assert board.console.count("rst:") == boots
+    with open_session(cfg) as s:
+        assert s.version() == "newer"
+
+
+SECRET_PATHS = ["config/.ota.secrets.json", "/config/.ota.secrets.json", "//config/.ota.secrets.json",
+                "config//.ota.secrets.json", "./config/.ota.secrets.json", "config/./.ota.secrets.json",
+                "app/../config/.ota.secrets.json", "config/.ota.secrets.json/", "config\\.ota.secrets.json",
+                "config/.ota.secrets.json\x00", " config/.ota.secrets.json ", "ota_boot.json", "ota_manifest.txt"]
+
+
+def test_the_signing_key_is_never_readable_with_get(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    assert SIGNING_KEY.encode() in board.read_file("/config/.ota.secrets.json")  # it is on the board
+    with open_session(load_config(project)) as s:
+        for path in SECRET_PATHS:
+            with pytest.raises(DeviceError, match="protected|bad path|no such file"):
+                s.get(path)
+        assert s.ping()
+        # and nothing else the device serves carries it: walk every readable file
+        seen = 0
+        todo = [""]
+        while todo:
+            d = todo.pop()
+            for name in s.ls(d or "/"):
+                rel = f"{d}/{name}" if d else name
+                if name.endswith("/"):
+                    todo.append(rel.rstrip("/"))
+                    continue
+                try:
+                    data = s.get(rel)
+                except DeviceError as e:
+                    assert "protected" in str(e), e
+                    continue
+                seen += 1
+                for form in secret_forms(SIGNING_KEY):
+                    assert form not in data, rel
+        assert seen >= 10  # the walk really read the stack, the app and the config
+        listing = s._blob("files")
+        assert SIGNING_KEY.encode() not in listing
+
+
+def test_the_signing_key_is_never_in_a_pushed_file(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    cfg_path = project / "config" / "ota.json"
+    saved = cfg_path.read_text()
+    careless = json.loads(saved)
+    careless.update(signingKey=SIGNING_KEY, otaPassword=PASSWORD)  # secrets put in the wrong file
+    cfg_path.write_text(json.dumps(careless))
+    try:
+        cfg = load_config(project)
+        with TapProxy((board.host, 2018)) as tap:
+            mark = board.console_mark()
+            with Session(TcpLink(*tap.addr), cfg.password, cfg.signing_key) as s:
+                s.open()
+                result = push(s, cfg, "full", version="careless")
+            assert result.committed and "config/ota.json" in result.sent
+            board.expect("boot marked healthy", timeout=30, since=mark)
+            captured = bytes(tap.to_server)
+    finally:
+        cfg_path.write_text(saved)
+    for form in secret_forms(SIGNING_KEY) + secret_forms(PASSWORD):
+        assert form not in captured
+    pushed = board.read_file("/config/ota.json")
+    assert SIGNING_KEY.encode() not in pushed and PASSWORD.encode() not in pushed
+    assert json.loads(pushed)["version"] == careless["version"]
+    wait_reachable(board.host, 2018)
+
+
+def test_an_unsigned_host_is_told_what_is_wrong(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    with Session(TcpLink(board.host, 2018), PASSWORD, "") as s:
+        s.open()
+        with pytest.raises(DeviceError, match="only accepts signed"):
+            push(s, load_config(project), "fast", version="unsigned-host")
+    with Session(TcpLink(board.host, 2018), "", SIGNING_KEY) as s:
+        with pytest.raises(AuthError):
+            s.open()
+    assert wait_until(lambda: board.running, 1, "the board to stay up")
