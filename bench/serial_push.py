@@ -3,8 +3,10 @@
 Run: python bench/serial_push.py [--runs N]
 
 At 115200 baud on a virtual board with the uota stack installed: one 50 KB file and
-20 files of 2 KB. Prints payload bytes/s as a fraction of the line rate (11,520 B/s)
-and the ratio to mpremote, plus a no-change push (raw REPL entry included).
+20 files of 2 KB of real Python source (slices of this interpreter's standard library),
+and one 50 KB random binary file that doesn't compress. Prints payload bytes/s as a
+fraction of the line rate (11,520 B/s), the bytes that crossed the line and the ratio to
+mpremote, plus a no-change push (raw REPL entry included).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ from uota_core.bootstrap import install_offline
 from uota_core.config import load_config
 from uota_core.link import LinkError
 from uota_core.project import init_project
-from uota_core.push import push
+from uota_core.push import PushResult, push
 from uota_core.serial_transport import open_serial_link
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -32,27 +35,21 @@ LINE_RATE = 115200 / 10  # bytes/s with 8N1 framing
 
 
 def payloads() -> dict[str, dict[str, bytes]]:
-    rnd = random.Random(4)
-    # source-like bytes: what an app push carries (mpremote pays less for text than binary)
-    words = [b"def ", b"return ", b"self.", b"value", b" = ", b"(x, y)", b"\n    ", b"# note\n", b"import os\n"]
-
-    def text(n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            out += rnd.choice(words)
-        return bytes(out[:n])
-
-    return {"one 50 KB file": {"app/big.py": text(50 * 1024)},
-            "20 files x 2 KB": {f"app/f{i:02d}.py": text(2048) for i in range(20)}}
+    # real source is what an app push carries; each 2 KB file from a different module
+    modules = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    source = [m.read_bytes() for m in modules if m.stat().st_size > 60 * 1024]
+    return {"one 50 KB source file": {"app/big.py": source[0][: 50 * 1024]},
+            "20 source files x 2 KB": {f"app/f{i:02d}.py": source[i + 1][4096:6144] for i in range(20)},
+            "one 50 KB random binary file": {"app/blob.bin": random.Random(4).randbytes(50 * 1024)}}
 
 
-def uota_push(project: Path, board: VirtualBoard) -> tuple[float, int]:
+def uota_push(project: Path, board: VirtualBoard) -> tuple[float, PushResult]:
     cfg = load_config(project)
     t0 = time.perf_counter()
     with Session(open_serial_link(board.serial_port)) as s:
         s.open()
         result = push(s, cfg, "fast")
-    return time.perf_counter() - t0, result.bytes
+    return time.perf_counter() - t0, result
 
 
 def mpremote_cp(board: VirtualBoard, files: dict[str, Path]) -> float:
@@ -78,7 +75,7 @@ def main() -> None:
         tmpdir = Path(tmp)
         for label, files in payloads().items():
             size = sum(len(d) for d in files.values())
-            ours, theirs, nochange = [], [], []
+            ours, theirs, nochange, wire = [], [], [], 0
             for run in range(args.runs):
                 project = tmpdir / f"p{run}-{len(files)}"
                 init_project(project)
@@ -98,9 +95,10 @@ def main() -> None:
                         (project / rel).write_bytes(data)
                         local[rel] = project / rel
                     mark = board.console_mark()
-                    secs, sent = uota_push(project, board)
-                    assert sent == size, (sent, size)
+                    secs, result = uota_push(project, board)
+                    assert result.bytes == size, (result.bytes, size)
                     ours.append(secs)
+                    wire = result.wire_bytes
                     wait_booted(board, mark)
                     for rel, data in files.items():
                         assert board.read_file("/" + rel) == data
@@ -109,7 +107,7 @@ def main() -> None:
                     wait_booted(board, mark)
                     theirs.append(mpremote_cp(board, local))
             u, m, n = statistics.median(ours), statistics.median(theirs), statistics.median(nochange)
-            print(json.dumps({"payload": label, "bytes": size, "uota_s": round(u, 2),
+            print(json.dumps({"payload": label, "bytes": size, "wire_bytes": wire, "uota_s": round(u, 2),
                               "uota_line_rate": round(size / u / LINE_RATE, 3),
                               "mpremote_s": round(m, 2), "mpremote_line_rate": round(size / m / LINE_RATE, 3),
                               "speedup": round(m / u, 2), "nochange_s": round(n, 2)}))

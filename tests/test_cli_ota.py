@@ -73,7 +73,7 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
             "otaPassword": __import__("hashlib").sha256(b"pw-1").hexdigest(), "signingKey": "key-1"}
 
         first = last_json(pushed(board, "fast", "--json"))
-        assert set(first) == {"sent", "skipped", "deleted", "bytes", "seconds"}
+        assert set(first) == {"sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds"}
         assert "app/app.py" in first["sent"] and first["bytes"] > 0
         assert last_json(uota("remoteio", "call", "hello", "name=cli", "--json")) == {"result": "hello cli"}
 

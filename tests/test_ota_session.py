@@ -6,10 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,74 +13,11 @@ import pytest
 from uota_core.auth import manifest_signature, password_key
 from uota_core.config import load_config
 from uota_core.push import PushError, push
-from uota_core.session import AuthError, DeviceError, Session, SignatureError
+from uota_core.session import AuthError, DeviceError, SignatureError
 from uota_core.link import LinkError
-from uota_core.tcp import TcpLink
-
-REPO = Path(__file__).resolve().parents[1]
-RUNNER = Path(__file__).with_name("mp_session_runner.py")
-MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).with_name("micropython"))
+from fake_device import FakeDevice, device, installed, project  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class FakeDevice:
-    """A device session process; each `session()` is one TCP connection to it."""
-
-    def __init__(self, root: Path, heap: str = "128K") -> None:
-        self.root = root
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(10)
-        port = self.server.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", f"heapsize={heap}", str(RUNNER), str(REPO / "device" / "lib"), str(root), str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    def session(self, password: str = "", signing_key: str = "") -> Session:
-        conn, _ = self.server.accept()
-        return Session(TcpLink.adopt(conn, "fake-device", timeout=20), password, signing_key)
-
-    def secrets(self, **values: str) -> None:
-        path = self.root / "config" / ".ota.secrets.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-
-    def close(self) -> str:
-        self.server.close()
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out.decode(errors="replace")
-
-
-@pytest.fixture
-def device(tmp_path: Path):
-    root = tmp_path / "flash"
-    root.mkdir()
-    dev = FakeDevice(root)
-    yield dev
-    output = dev.close()
-    assert "Traceback" not in output, output
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    proj = tmp_path / "proj"
-    (proj / "config").mkdir(parents=True)
-    (proj / "app").mkdir()
-    (proj / "config" / "ota.json").write_text(json.dumps({"version": "1.0.0", "ssid": "lab"}))
-    (proj / "app" / "app.py").write_text("def run():\n    print('v1')\n")
-    (proj / "app" / "util.py").write_text("X = 1\n")
-    (proj / "main.py").write_text("from app import app\napp.run()\n")
-    return proj
-
-
-def installed(root: Path) -> dict:
-    info = json.loads((root / "ota_version.json").read_text())
-    lines = (root / "ota_manifest.txt").read_text().splitlines()
-    return {**info, "files": dict(line.rsplit(":", 1) for line in lines)}
 
 
 def test_documented_commands_on_a_fresh_device(device: FakeDevice) -> None:
@@ -285,10 +218,10 @@ def test_a_file_that_vanishes_during_the_push_aborts_it(device: FakeDevice, proj
 
     real_send = push_mod._send
 
-    def vanish_then_send(session, f, on_chunk):
+    def vanish_then_send(session, f, *rest):
         if f.path == "app/util.py":
             os.remove(f.source)
-        real_send(session, f, on_chunk)
+        return real_send(session, f, *rest)
 
     monkeypatch.setattr(push_mod, "_send", vanish_then_send)
     with device.session() as s:

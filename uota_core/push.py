@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from uota_core.session import DeviceError, Installed, Session
 # session reports each chunk through `on_chunk(path, nbytes)`.
 PlanCallback = Callable[[list[str], int], None]
 ChunkCallback = Callable[[str, int], None]
+PACK_MIN_SIZE = 256  # smaller files gain too little from compression
+PACK_MAX_RATIO = 0.9  # a body must save at least 10 % to be sent compressed
 
 
 @dataclass
@@ -25,18 +28,21 @@ class PushResult:
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     bytes: int = 0
+    wire_bytes: int = 0  # file bodies as sent: less than `bytes` where files went compressed
     seconds: float = 0.0
     version: str = ""
     committed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes,
+                "wire_bytes": self.wire_bytes,
                 "seconds": round(self.seconds, 3), "version": self.version, "committed": self.committed}
 
     def summary(self) -> str:
         if not self.committed:
             return f"up to date: {len(self.skipped)} files unchanged, nothing sent (version {self.version})"
-        return (f"pushed version {self.version}: sent {len(self.sent)} files ({self.bytes} bytes), "
+        return (f"pushed version {self.version}: sent {len(self.sent)} files ({self.bytes} bytes, "
+                f"{self.wire_bytes} on the link), "
                 f"{len(self.skipped)} unchanged, {len(self.deleted)} deleted, in {self.seconds:.2f}s")
 
 
@@ -45,11 +51,13 @@ class PushError(UotaError):
 
 
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
-         on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None) -> PushResult:
+         on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None,
+         compress: bool = True) -> PushResult:
     """Push the project's `mode` files over an open, authenticated session.
 
     On success the device commits and resets (unless nothing changed). On failure the
-    staged files are discarded and the error says why.
+    staged files are discarded and the error says why. With `compress`, files go as raw
+    deflate to devices that can inflate them, where that saves at least 10 %.
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
@@ -75,8 +83,9 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
             raise PushError(f"the device needs {unknown[0]}, which is not in this project: run `uota full`")
         if on_plan:
             on_plan(need, sum(local[p].size for p in need))
+        wbits = session.info.deflate if compress and session.info is not None else 0
         for path in need:
-            _send(session, local[path], on_chunk)
+            result.wire_bytes += _send(session, local[path], wbits, on_chunk)
             result.bytes += local[path].size
         session.end_ota()
     except (UotaError, OSError) as e:
@@ -91,14 +100,42 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     return result
 
 
-def _send(session: Session, f: LocalFile, on_chunk: ChunkCallback | None) -> None:
-    # the file is opened lazily by open_chunks(): one that vanished or shrank since it was
-    # hashed is padded by send_file, fails the device's sha256 check, and the push aborts
+def pack(data: bytes, wbits: int) -> bytes | None:
+    """`data` as a raw deflate stream for a device whose window is 2**wbits bytes, or None
+    where that saves too little to be worth the device's time (small or compressed files)."""
+    if wbits < 9 or len(data) < PACK_MIN_SIZE:
+        return None
+    packer = zlib.compressobj(9, zlib.DEFLATED, -min(wbits, 15), 9)
+    body = packer.compress(data) + packer.flush()
+    return body if len(body) <= len(data) * PACK_MAX_RATIO else None
+
+
+def _send(session: Session, f: LocalFile, wbits: int, on_chunk: ChunkCallback | None) -> int:
+    """Send one file, compressed for a `wbits` window where worth it; the bytes its body took."""
     progress = (lambda n: on_chunk(f.path, n)) if on_chunk else None
     try:
+        body = _packed_body(f, wbits)
+        if body is not None:
+            session.send_packed_file(f.path, f.size, f.sha256, body, progress)
+            return len(body)
+        # the file is opened lazily by open_chunks(): one that vanished or shrank since it
+        # was hashed is padded by send_file, fails the device's sha256 check, and the push aborts
         session.send_file(f.path, f.size, f.sha256, f.open_chunks(), progress)
+        return f.size
     except DeviceError as e:
         raise PushError(f"{e}; nothing was installed") from None
+
+
+def _packed_body(f: LocalFile, wbits: int) -> bytes | None:
+    if not wbits or f.size < PACK_MIN_SIZE:
+        return None  # not worth reading the file whole
+    try:
+        data = b"".join(f.open_chunks())
+    except OSError:
+        return None  # the plain path reports it
+    if len(data) != f.size:
+        return None  # changed since it was hashed: the plain path reports it
+    return pack(data, wbits)
 
 
 def _abort(session: Session) -> None:

@@ -11,8 +11,9 @@ from uota_core.auth import auth_response, manifest_signature, passwd_request, pa
 from uota_core.errors import UotaError
 from uota_core.link import Closing, Link, LinkClosed, LinkError
 
-Progress = Callable[[int], None]
-MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "  # called with the byte count of each chunk sent
+Progress = Callable[[int], None]  # called with the byte count of each chunk sent
+MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "
+PACKED_CHUNK = 1024  # bytes of a zfile body per write, so progress moves during big files
 
 
 class DeviceError(UotaError):
@@ -39,6 +40,7 @@ class DeviceInfo:
     free: int
     firmware: str = ""
     mpy: int = 0  # the .mpy format version the board loads (0: unknown)
+    deflate: int = 0  # window bits of the raw deflate `zfile` bodies it inflates (0: none)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "DeviceInfo":
@@ -46,7 +48,7 @@ class DeviceInfo:
                    auth=bool(data.get("auth")), signed=bool(data.get("signed")),
                    version=str(data.get("version", "")), release=int(data.get("release", 0)),
                    free=int(data.get("free", 0)), firmware=str(data.get("firmware", "")),
-                   mpy=int(data.get("mpy", 0)))
+                   mpy=int(data.get("mpy", 0)), deflate=int(data.get("deflate", 0)))
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,23 @@ class Session(Closing):
             short = f"{path} changed during the push" if sent < size else ""
         if sent < size:
             self.link.write(bytes(size - sent))  # keep the stream in sync; the hash will fail
+        self._file_reply(path, short)
+
+    def send_packed_file(self, path: str, size: int, sha256: str, body: bytes,
+                         progress: Progress | None = None) -> None:
+        """`zfile`: the file as a raw deflate `body` (see push.pack) that the device
+        inflates while staging; `progress` still counts file bytes, not body bytes."""
+        self.link.write(f"zfile {path};{size};{sha256};{len(body)}\n".encode())
+        step, reported = PACKED_CHUNK, 0
+        for at in range(0, len(body), step):
+            self.link.write(body[at : at + step])
+            done = size * min(at + step, len(body)) // len(body)
+            if progress:
+                progress(done - reported)
+            reported = done
+        self._file_reply(path, "")
+
+    def _file_reply(self, path: str, short: str) -> None:
         reply = self._check(self._reply(timeout=60), "file")
         if short:
             raise DeviceError(short)

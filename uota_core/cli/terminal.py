@@ -17,6 +17,8 @@ import click
 import serial
 
 from uota_core.cli.common import PortParam, project_config, reports_errors
+from uota_core.config import Config
+from uota_core.connect import open_remoteio, resolve_transport, serial_port
 
 EXIT = b"\x1d"  # Ctrl-]
 
@@ -55,11 +57,11 @@ def passthrough(ser: serial.Serial, in_fd: int, out_fd: int) -> None:
             ser.write(keys.replace(b"\n", b"\r"))
 
 
-def _rio_shell(host: str | None, port: int | None) -> None:
-    from uota_core.cli.remoteio import _client, parse_kwargs
+def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
+    from uota_core.cli.remoteio import parse_kwargs
 
-    with _client(host, port, 10.0) as rio:
-        click.echo("RemoteIO shell: NAME key=value ... calls a handler; an empty line shows prints; Ctrl-D exits")
+    with open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
+        click.echo("RemoteIO shell: NAME key=value ... calls a handler; an empty line shows prints; Ctrl-] or Ctrl-D exits")
         for line in sys.stdin:
             if EXIT.decode() in line:
                 return
@@ -83,14 +85,12 @@ def _rio_shell(host: str | None, port: int | None) -> None:
 def terminal(transport: str | None, port: int | str | None, host: str | None, baud: int | None) -> None:
     """An interactive shell on the board: its MicroPython REPL over USB serial; Ctrl-] exits."""
     cfg = project_config()
-    if transport is None:
-        transport = "serial" if isinstance(port, str) or cfg["transports"][0] == "serial" else "wifi_tcp"
-    if transport == "wifi_tcp":
-        _rio_shell(host, port if isinstance(port, int) else None)
+    if resolve_transport(cfg, transport, port) == "wifi_tcp":
+        _rio_shell(cfg, host, port)
         return
-    from uota_core.serialport import detect, open_port
+    from uota_core.serialport import open_port
 
-    path = port if isinstance(port, str) else cfg.get("serialPort") or detect()
+    path = serial_port(cfg, port)
     ser = open_port(path, baud or cfg.get("serialBaud", 115200))
     click.echo(f"connected to {path}; Ctrl-] exits", err=True)
     try:

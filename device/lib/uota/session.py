@@ -12,7 +12,7 @@ CHUNK = 1024
 OPEN_COMMANDS = ("ping", "hello", "auth")
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
-        "end_ota": "staging", "abort": "staging",
+        "zfile": "staging", "end_ota": "staging", "abort": "staging",
         "ls": "admin", "get": "admin", "rm": "admin", "wipe": "admin", "passwd": "admin"}
 
 
@@ -65,7 +65,7 @@ class Session:
             return
         if not self.authed and cmd not in OPEN_COMMANDS:
             self.ch.reply("error: auth required")
-            if cmd in ("manifest", "file"):
+            if cmd in ("manifest", "file", "zfile"):
                 raise Closed()  # its body would be read as commands
             return
         try:
@@ -85,7 +85,7 @@ class Session:
             self.ch.reply("error: " + fs_error(e))
         except (ValueError, KeyError, TypeError) as e:
             self.ch.reply("error: bad request (%s)" % e)
-            if cmd in ("manifest", "file"):
+            if cmd in ("manifest", "file", "zfile"):
                 raise Closed()  # where its body ends is unknown now: don't read it as commands
 
     # -- helpers --------------------------------------------------------------------
@@ -150,6 +150,7 @@ class Session:
 
     def c_hello(self, arg):
         import gc
+        from uota.runtime import load
 
         gc.collect()
         cur = fs.version_info()
@@ -166,6 +167,7 @@ class Session:
             "free": gc.mem_free(),
             "firmware": "%d.%d.%d" % sys.implementation.version[:3],
             "mpy": getattr(sys.implementation, "_mpy", 0) & 0xFF,  # .mpy version it loads
+            "deflate": load("uota.packed").WBITS,  # zfile's window bits; 0: plain files only
         }
         self.ch.reply("hello " + json.dumps(info))
 

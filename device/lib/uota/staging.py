@@ -72,9 +72,20 @@ class Commands:
     # -- files ------------------------------------------------------------------------
 
     def c_file(self, arg):
-        p, size, sha = arg.split(";")
+        self._stage(arg, False)
+
+    def c_zfile(self, arg):
+        self._stage(arg, True)
+
+    def _stage(self, arg, packed):
+        # `file <path>;<size>;<sha256>` or `zfile <path>;<size>;<sha256>;<body size>`
+        fields = arg.split(";")
+        if len(fields) != (4 if packed else 3):
+            raise ValueError("expected %d fields" % (4 if packed else 3))
+        p, size, sha = fields[:3]
         size = int(size)
-        if size < 0:
+        body = int(fields[3]) if packed else size
+        if size < 0 or body < 0:
             raise ValueError("negative size")
         why = paths.check(p)
         if not self.in_ota or self.accepted is None:
@@ -83,22 +94,26 @@ class Commands:
             err = "error: bad path %r: %s" % (p[:64], why)
         elif self.pending.find(p) != sha:
             err = "error: %s is not in the manifest with that sha256" % p
+        elif packed and not _packed().WBITS:
+            err = "error: zfile unsupported: this firmware has no deflate module"
         else:
             err = None
         if err:
-            self.s.drain(size)
+            self.s.drain(body)
             raise Refused(err)
         dst = fs.full(fs.STAGE) + "/" + p
-        got = self.receive(dst + ".part", size)
+        got = self.receive(dst + ".part", size, body if packed else -1)
         if got == sha:
             fs.move(dst + ".part", dst)
             self.s.ch.reply("ok")
         else:
             fs.remove(dst + ".part")
-            self.s.ch.reply("sha256_mismatch" if got else "error: no space left on device")
+            self.s.ch.reply("error: no space left on device" if got is None else "sha256_mismatch")
 
-    def receive(self, part, size):
-        """Stream `size` bytes into `part` while hashing; the sha256, or None if the flash filled."""
+    def receive(self, part, size, packed=-1):
+        """Stream `size` bytes into `part` while hashing: plain, or inflated from a
+        `packed`-byte deflate body. The sha256 ("" if the body doesn't inflate to exactly
+        `size` bytes), or None if the flash filled."""
         import hashlib
 
         h = hashlib.sha256()
@@ -110,9 +125,22 @@ class Commands:
             f = open(part, "wb")
         except OSError:
             failed = True
+        body = src = None
+        if packed >= 0:
+            mod = _packed()
+            body = mod.Body(self.s.ch, packed, bytearray(128))
+            src = mod.inflater(body)
         left = size
         while left > 0:
-            n = self.s.ch.readinto(mv[: min(left, CHUNK)])
+            if src is None:
+                n = self.s.ch.readinto(mv[: min(left, CHUNK)])
+            else:
+                try:
+                    n = src.readinto(mv[: min(left, CHUNK)])
+                except (OSError, EOFError):  # not a deflate stream, or one cut short
+                    n = 0
+                if not n:
+                    break  # it inflated to fewer bytes than declared
             left -= n
             if failed:
                 continue  # keep reading so the stream stays in sync
@@ -121,12 +149,21 @@ class Commands:
                 f.write(mv[:n])
             except OSError:
                 failed = True
+        if src is not None:
+            try:
+                if left or src.readinto(mv[:1]):
+                    left = -1  # short or long: the hash can't match what was declared
+            except (OSError, EOFError):
+                left = -1
+            body.drain()
         if f:
             try:
                 f.close()
             except OSError:
                 failed = True
-        return None if failed else binascii.hexlify(h.digest()).decode()
+        if failed:
+            return None
+        return "" if left else binascii.hexlify(h.digest()).decode()
 
     # -- commit / abort ---------------------------------------------------------------
 
@@ -163,3 +200,9 @@ class Commands:
         fs.remove(fs.full(fs.PENDING))
         self.in_ota = False
         self.s.ch.reply("aborted")
+
+
+def _packed():
+    from uota.runtime import load
+
+    return load("uota.packed")

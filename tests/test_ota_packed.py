@@ -1,0 +1,124 @@
+"""Compressed file bodies (`zfile`): the host packs what shrinks, the device inflates it
+while staging, and a hostile body can neither inflate without bound nor desync the stream."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from fake_device import FakeDevice, device, project  # noqa: F401 (fixtures)
+from uota_core.config import load_config
+from uota_core.link import LinkClosed
+from uota_core.push import pack, push
+from uota_core.session import Session
+
+pytestmark = pytest.mark.timeout(60)
+
+SOURCE = inspect.getsource(inspect).encode()  # real Python source, as an app push carries
+
+
+def deflated(data: bytes, wbits: int = 12) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -wbits)
+    return packer.compress(data) + packer.flush()
+
+
+def test_source_goes_packed_binary_goes_plain_and_both_arrive_intact(device: FakeDevice, project: Path) -> None:
+    text, blob = SOURCE[:50 * 1024], os.urandom(8192)
+    (project / "app" / "big.py").write_bytes(text)
+    (project / "app" / "blob.bin").write_bytes(blob)
+    cfg = load_config(project)
+    with device.session() as s:
+        info = s.open()
+        assert info is not None and info.deflate == 12
+        result = push(s, cfg, "fast")
+    assert result.committed
+    assert (device.root / "app" / "big.py").read_bytes() == text
+    assert (device.root / "app" / "blob.bin").read_bytes() == blob
+    body = pack(text, 12)
+    assert body is not None and len(body) < len(text) / 3  # source shrinks ~4x in a 4 KB window
+    assert pack(blob, 12) is None  # random bytes don't shrink: sent plain
+    small = sum(p.stat().st_size for p in (project / "app").iterdir() if p.name not in ("big.py", "blob.bin"))
+    small += sum(p.stat().st_size for p in [project / "main.py", project / "config" / "ota.json"])
+    assert result.wire_bytes == len(body) + len(blob) + small  # the small files went plain
+    assert result.bytes == len(text) + len(blob) + small
+
+
+def test_compress_false_sends_every_file_plain(device: FakeDevice, project: Path) -> None:
+    (project / "app" / "big.py").write_bytes(SOURCE[:20000])
+    with device.session() as s:
+        s.open()
+        result = push(s, load_config(project), "fast", compress=False)
+    assert result.committed and result.wire_bytes == result.bytes
+    assert (device.root / "app" / "big.py").read_bytes() == SOURCE[:20000]
+
+
+def test_a_256k_source_file_inflates_into_a_128k_heap(device: FakeDevice, project: Path) -> None:
+    big = (SOURCE * (256 * 1024 // len(SOURCE) + 1))[: 256 * 1024]
+    (project / "app" / "big.py").write_bytes(big)
+    with device.session() as s:
+        s.open()
+        result = push(s, load_config(project), "fast")
+    assert result.committed and result.wire_bytes < result.bytes / 3
+    assert hashlib.sha256((device.root / "app" / "big.py").read_bytes()).digest() == hashlib.sha256(big).digest()
+
+
+def staged_session(device: FakeDevice, path: str, data: bytes) -> Session:
+    """A session with an accepted manifest that expects `path` with `data`'s hash."""
+    s = device.session()
+    s.open()
+    s.start_ota()
+    s.send_manifest({path: hashlib.sha256(data).hexdigest()}, "2.0")
+    return s
+
+
+def send_zfile(s: Session, path: str, data: bytes, body: bytes, size: int | None = None) -> str:
+    size = len(data) if size is None else size
+    s.link.write(f"zfile {path};{size};{hashlib.sha256(data).hexdigest()};{len(body)}\n".encode() + body)
+    return s._reply(timeout=20)
+
+
+@pytest.mark.parametrize("case", ["junk", "bomb", "short", "truncated", "wrong window"])
+def test_hostile_bodies_are_refused_nothing_is_staged_and_the_stream_stays_in_sync(
+        device: FakeDevice, case: str) -> None:
+    data = SOURCE[:4096]
+    bodies = {
+        "junk": os.urandom(700),
+        # 1 MB of zeros packs into ~1 KB: it must stop at the declared 4 KB, not fill the flash
+        "bomb": deflated(data + bytes(1 << 20)),
+        "short": deflated(data[:3000]),
+        "truncated": deflated(data)[:-40],
+        "wrong window": deflated(SOURCE[:40000], wbits=15),  # distances beyond the device's 4 KB window
+    }
+    body = bodies[case]
+    if case == "wrong window":
+        data = SOURCE[:40000]
+    with staged_session(device, "app/x.py", data) as s:
+        assert send_zfile(s, "app/x.py", data, body) == "sha256_mismatch"
+        assert s.ping()  # the body was consumed exactly: the next command parses
+        assert s.need() == ["app/x.py"]  # nothing was staged
+        assert send_zfile(s, "app/x.py", data, deflated(data)) == "ok"  # a good body after a bad one
+        assert s.need() == []
+    assert not list((device.root / "ota_stage").rglob("*.part"))
+
+
+def test_a_refused_zfile_drains_its_body(device: FakeDevice) -> None:
+    data = SOURCE[:2048]
+    with staged_session(device, "app/x.py", data) as s:
+        # a path outside the manifest: refused, and its body must not be read as commands
+        reply = send_zfile(s, "app/other.py", data, b"ping\nping\n" * 40)
+        assert reply.startswith("error: app/other.py is not in the manifest")
+        assert s.ping()
+        assert s.need() == ["app/x.py"]  # and none of it became a command or a staged file
+
+
+def test_a_malformed_zfile_header_closes_the_connection(device: FakeDevice) -> None:
+    with staged_session(device, "app/x.py", b"x") as s:
+        s.link.write(b"zfile app/x.py;1;abc\n")  # three fields: where its body ends is unknown
+        assert s._reply(timeout=10).startswith("error: bad request")
+        with pytest.raises(LinkClosed):
+            s._reply(timeout=10)
