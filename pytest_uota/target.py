@@ -211,7 +211,7 @@ class Target:
         parts = [f"{self.board_name} ({where})", firmware, f"app version {version or 'unknown'}"]
         transports = ", ".join(t + (" (skipped: unavailable)" if t in self.unavailable else "")
                                for t in self.transports)
-        line = "uota: " + "; ".join(parts) + f"; transports: {transports}"
+        line = "uota: " + "; ".join(parts) + f"; transports: {transports}; ready in {self.startup_seconds:.1f} s"
         if self.pushed is not None:
             line += f"; push {self.settings.push}: {self.pushed.summary()}"
         return line
