@@ -73,13 +73,13 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        for label, files in payloads().items():
+        for row, (label, files) in enumerate(payloads().items()):
             size = sum(len(d) for d in files.values())
             ours, theirs, nochange, wire = [], [], [], 0
             for run in range(args.runs):
-                project = tmpdir / f"p{run}-{len(files)}"
+                project = tmpdir / f"p{run}-{row}"
                 init_project(project)
-                with VirtualBoard(tmpdir / f"b{run}-{len(files)}", mdns=False, erase=True, baud=115200) as board:
+                with VirtualBoard(tmpdir / f"b{run}-{row}", mdns=False, erase=True, baud=115200) as board:
                     board.power_cut()
                     install_offline(board.write_file, load_config(project))
                     mark = board.console_mark()

@@ -216,14 +216,14 @@ def test_a_file_that_vanishes_during_the_push_aborts_it(device: FakeDevice, proj
     cfg = load_config(project)
     import uota_core.push as push_mod
 
-    real_send = push_mod._send
+    real_write = push_mod._write
 
-    def vanish_then_send(session, f, *rest):
+    def vanish_then_write(session, f, *rest):
         if f.path == "app/util.py":
             os.remove(f.source)
-        return real_send(session, f, *rest)
+        return real_write(session, f, *rest)
 
-    monkeypatch.setattr(push_mod, "_send", vanish_then_send)
+    monkeypatch.setattr(push_mod, "_write", vanish_then_write)
     with device.session() as s:
         s.open()
         with pytest.raises(PushError, match="app/util.py could not be read.*nothing was installed"):

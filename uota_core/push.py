@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from uota_core.config import Config
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, local_manifest, protected_on_device
-from uota_core.session import DeviceError, Installed, Session
+from uota_core.session import DeviceError, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
 # session reports each chunk through `on_chunk(path, nbytes)`.
@@ -20,6 +21,7 @@ PlanCallback = Callable[[list[str], int], None]
 ChunkCallback = Callable[[str, int], None]
 PACK_MIN_SIZE = 256  # smaller files gain too little from compression
 PACK_MAX_RATIO = 0.9  # a body must save at least 10 % to be sent compressed
+REPLIES_IN_FLIGHT = 1  # files sent ahead of their `ok`: hides the per-file round trip
 
 
 @dataclass
@@ -75,6 +77,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
         result.seconds = time.monotonic() - started
         return result
     session.start_ota()
+    in_flight: deque[SentFile] = deque()
     try:
         session.send_manifest(desired, version, wipe=wipe)
         need = sorted(local) if wipe or legacy else sorted(session.need())
@@ -83,12 +86,18 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
             raise PushError(f"the device needs {unknown[0]}, which is not in this project: run `uota full`")
         if on_plan:
             on_plan(need, sum(local[p].size for p in need))
-        wbits = session.info.deflate if compress and session.info is not None else 0
+        wbits = session.info.deflate if compress and not legacy else 0
+        ahead = 0 if legacy else REPLIES_IN_FLIGHT  # a documented-only device gets lockstep
         for path in need:
-            result.wire_bytes += _send(session, local[path], wbits, on_chunk)
-            result.bytes += local[path].size
+            # the next file goes out while the device still hashes and renames this one
+            in_flight.append(_write(session, local[path], wbits, on_chunk, result))
+            if len(in_flight) > ahead:
+                _confirm(session, in_flight.popleft())
+        while in_flight:
+            _confirm(session, in_flight.popleft())
         session.end_ota()
     except (UotaError, OSError) as e:
+        _discard_replies(session, in_flight)
         _abort(session)
         if isinstance(e, OSError):
             raise PushError(f"push failed: {e}; nothing was installed") from None
@@ -110,20 +119,38 @@ def pack(data: bytes, wbits: int) -> bytes | None:
     return body if len(body) <= len(data) * PACK_MAX_RATIO else None
 
 
-def _send(session: Session, f: LocalFile, wbits: int, on_chunk: ChunkCallback | None) -> int:
-    """Send one file, compressed for a `wbits` window where worth it; the bytes its body took."""
+def _write(session: Session, f: LocalFile, wbits: int, on_chunk: ChunkCallback | None,
+           result: PushResult) -> SentFile:
+    """Write one file, compressed for a `wbits` window where worth it; count its bytes."""
     progress = (lambda n: on_chunk(f.path, n)) if on_chunk else None
+    body = _packed_body(f, wbits)
+    result.bytes += f.size
+    if body is not None:
+        result.wire_bytes += len(body)
+        return session.write_packed_file(f.path, f.size, f.sha256, body, progress)
+    result.wire_bytes += f.size
+    # the file is opened lazily by open_chunks(): one that vanished or shrank since it was
+    # hashed is padded by write_file, fails the device's sha256 check, and the push aborts
+    return session.write_file(f.path, f.size, f.sha256, f.open_chunks(), progress)
+
+
+def _confirm(session: Session, sent: SentFile) -> None:
     try:
-        body = _packed_body(f, wbits)
-        if body is not None:
-            session.send_packed_file(f.path, f.size, f.sha256, body, progress)
-            return len(body)
-        # the file is opened lazily by open_chunks(): one that vanished or shrank since it
-        # was hashed is padded by send_file, fails the device's sha256 check, and the push aborts
-        session.send_file(f.path, f.size, f.sha256, f.open_chunks(), progress)
-        return f.size
+        session.file_reply(sent)
     except DeviceError as e:
         raise PushError(f"{e}; nothing was installed") from None
+
+
+def _discard_replies(session: Session, in_flight: deque[SentFile]) -> None:
+    """Read the replies still owed for files on the link, so `abort` reads its own."""
+    try:
+        for sent in in_flight:
+            try:
+                session.file_reply(sent)
+            except DeviceError:
+                pass
+    except LinkError:
+        pass  # the link is gone: abort will say so
 
 
 def _packed_body(f: LocalFile, wbits: int) -> bytes | None:

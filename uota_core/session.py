@@ -52,6 +52,14 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True)
+class SentFile:
+    """A file whose body is on the link and whose reply hasn't been read yet."""
+
+    path: str
+    short: str  # why the body sent is not the file ("" when it is)
+
+
+@dataclass(frozen=True)
 class Installed:
     """What the last commit installed on the device."""
 
@@ -217,6 +225,12 @@ class Session(Closing):
 
     def send_file(self, path: str, size: int, sha256: str, chunks: Iterable[bytes],
                   progress: Progress | None = None) -> None:
+        """Stage one file and wait for the device's verdict."""
+        self.file_reply(self.write_file(path, size, sha256, chunks, progress))
+
+    def write_file(self, path: str, size: int, sha256: str, chunks: Iterable[bytes],
+                   progress: Progress | None = None) -> SentFile:
+        """`file`: the header and the body, without waiting for the reply (see file_reply)."""
         self.link.write(f"file {path};{size};{sha256}\n".encode())
         sent = 0
         try:
@@ -232,12 +246,12 @@ class Session(Closing):
             short = f"{path} changed during the push" if sent < size else ""
         if sent < size:
             self.link.write(bytes(size - sent))  # keep the stream in sync; the hash will fail
-        self._file_reply(path, short)
+        return SentFile(path, short)
 
-    def send_packed_file(self, path: str, size: int, sha256: str, body: bytes,
-                         progress: Progress | None = None) -> None:
-        """`zfile`: the file as a raw deflate `body` (see push.pack) that the device
-        inflates while staging; `progress` still counts file bytes, not body bytes."""
+    def write_packed_file(self, path: str, size: int, sha256: str, body: bytes,
+                          progress: Progress | None = None) -> SentFile:
+        """`zfile`: the file as a raw deflate `body` (see push.pack) that the device inflates
+        while staging; `progress` still counts file bytes, not body bytes."""
         self.link.write(f"zfile {path};{size};{sha256};{len(body)}\n".encode())
         step, reported = PACKED_CHUNK, 0
         for at in range(0, len(body), step):
@@ -246,16 +260,17 @@ class Session(Closing):
             if progress:
                 progress(done - reported)
             reported = done
-        self._file_reply(path, "")
+        return SentFile(path, "")
 
-    def _file_reply(self, path: str, short: str) -> None:
+    def file_reply(self, sent: SentFile) -> None:
+        """The device's verdict on a file written earlier; replies come in the order sent."""
         reply = self._check(self._reply(timeout=60), "file")
-        if short:
-            raise DeviceError(short)
+        if sent.short:
+            raise DeviceError(sent.short)
         if reply == "sha256_mismatch":
-            raise DeviceError(f"{path} arrived corrupted or changed during the push (sha256 mismatch)")
+            raise DeviceError(f"{sent.path} arrived corrupted or changed during the push (sha256 mismatch)")
         if reply != "ok":
-            raise DeviceError(f"unexpected reply to file {path}: {reply!r}")
+            raise DeviceError(f"unexpected reply to file {sent.path}: {reply!r}")
 
     def end_ota(self) -> None:
         """Commit; returns once the device has closed the connection to reset."""
