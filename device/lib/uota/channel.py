@@ -17,6 +17,7 @@ class Channel:
         self.mv = memoryview(self.buf)
         self.start = 0
         self.end = 0
+        self.last_len = 0
 
     def _fill(self):
         if self.start == self.end:
@@ -39,16 +40,21 @@ class Channel:
         self.end += n
 
     def readline(self):
-        """One line without its line ending; raises ValueError past the buffer size."""
+        """One line without its line ending; raises ValueError past the buffer size or
+        if it isn't UTF-8 (either way where the stream goes on is unknown)."""
         scanned = self.start
         while True:
             i = self.buf.find(b"\n", scanned, self.end)
             if i >= 0:
                 line = bytes(self.mv[self.start : i])
+                self.last_len = i + 1 - self.start  # bytes consumed, with the line ending
                 self.start = i + 1
                 if line.endswith(b"\r"):
                     line = line[:-1]
-                return line.decode()
+                try:
+                    return line.decode()
+                except UnicodeError:
+                    raise ValueError("line is not UTF-8")
             if self.start == 0 and self.end == len(self.buf):
                 raise ValueError("line too long")
             seen = self.end - self.start  # _fill() may move the buffered bytes

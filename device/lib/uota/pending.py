@@ -5,8 +5,18 @@
 import json
 from uota import fs, paths, auth, tree, mlist
 from uota.session import Refused
+from uota.channel import Closed
 
 LINES_MAGIC = "uota-manifest-lines 1 "
+JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
+
+
+def _loads(text):
+    # hostile nesting exhausts a small heap: that is a bad request, not a session failure
+    try:
+        return json.loads(text)
+    except MemoryError:
+        raise ValueError("JSON too deeply nested")
 
 
 def receive(self, arg):
@@ -19,7 +29,18 @@ def receive(self, arg):
     self._reset()
     ch = self.s.ch
     if ch.peek() == 0x7B:  # "{": the documented JSON body, held in RAM (small sets only)
-        m = json.loads(self.s.read_body(n).decode())
+        body = None
+        if n <= JSON_MAX:
+            try:
+                body = self.s.read_body(n)
+            except MemoryError:
+                pass
+        if body is None:
+            # skipping it could take forever (the size is the client's word): close instead
+            self.s.ch.reply("error: a %d-byte JSON manifest doesn't fit in RAM: send the lines form" % n)
+            raise Closed()
+        m = _loads(body.decode())
+        del body
         if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
             raise Refused("error: manifest has no files object")
         files = m.pop("files")
@@ -29,18 +50,18 @@ def receive(self, arg):
         _ingest(self, header, iter(lines))
     else:
         first = ch.readline()
-        left = n - len(first) - 1
+        left = n - ch.last_len  # bytes, not characters: paths may be UTF-8
         if not first.startswith(LINES_MAGIC):
             self.s.drain(left)
             raise Refused("error: unknown manifest format")
-        header = json.loads(first[len(LINES_MAGIC) :])
+        header = _loads(first[len(LINES_MAGIC) :])
         _ingest(self, header, _body_lines(self, left))
 
 
 def _body_lines(self, left):
     while left > 0:
         line = self.s.ch.readline()
-        left -= len(line) + 1
+        left -= self.s.ch.last_len
         yield line
 
 

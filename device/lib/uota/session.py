@@ -49,8 +49,8 @@ class Session:
             while not self.reset:
                 try:
                     line = self.ch.readline()
-                except ValueError:
-                    self.ch.reply("error: line too long")
+                except ValueError as e:
+                    self.ch.reply("error: %s" % e)  # line too long / not UTF-8
                     break
                 cmd, _, arg = line.partition(" ")
                 self.dispatch(cmd, arg)
@@ -59,7 +59,8 @@ class Session:
         return self.reset
 
     def dispatch(self, cmd, arg):
-        fn = getattr(self, "c_" + cmd, None)
+        # a command word too long for an attribute name would raise RuntimeError here
+        fn = getattr(self, "c_" + cmd, None) if len(cmd) < 32 else None
         if fn is None and cmd not in LAZY:
             self.ch.reply("error: unknown command %s" % cmd[:32])
             return
@@ -192,7 +193,7 @@ class Session:
         # the installed manifest in the lines format: a JSON header line, then the sorted
         # "path:sha256" lines streamed from flash (never built in RAM)
         path = fs.full(fs.MANIFEST)
-        head = json.dumps(fs.version_info()) + "\n"
+        head = (json.dumps(fs.version_info()) + "\n").encode()  # sized in bytes: a version may be UTF-8
         size = fs.size(path)
         self.ch.reply(str(len(head) + max(size, 0)))
         self.ch.write(head)

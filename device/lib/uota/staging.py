@@ -55,7 +55,7 @@ class Commands:
         self._require_manifest()
         size, count = 2, 0
         for p in self._needed():
-            size += len(json.dumps(p)) + (1 if count else 0)
+            size += len(json.dumps(p).encode()) + (1 if count else 0)  # bytes: paths may be UTF-8
             count += 1
         self.s.ch.reply(str(size))
         self.s.ch.write("[")
