@@ -104,3 +104,25 @@ def test_terminal_over_tcp_is_a_remoteio_line_shell(ticking_board: VirtualBoard,
     assert any(line.startswith("error:") and "no handler" in line for line in lines)  # the shell went on
     assert "5" not in lines  # Ctrl-] ended it: the last line was never sent
     assert ticks(result.stdout)  # the prints between calls were shown
+
+
+def test_a_remoteio_session_that_interrupts_boot_still_finds_the_app(ota_board: VirtualBoard,
+                                                                      ota_project: Path) -> None:
+    (ota_project / "app" / "app.py").write_text(TICKING_APP)
+    cfg = load_config(ota_project)
+    with open_session(cfg) as s:
+        push(s, cfg, "fast")
+    ota_board.power_cut()
+    # a boot.py that takes its time before it starts the app (as when WiFi is slow to join)
+    boot = ota_board.read_file("/boot.py")
+    ota_board.write_file("/boot.py", b"import time\ntime.sleep(5)\n" + boot)
+    mark = ota_board.console_mark()
+    ota_board.power_on()
+    with open_serial_remoteio(ota_board.serial_port) as rio:
+        booted = ota_board.console[mark:]
+        assert 'File "boot.py", line 2' in booted and "KeyboardInterrupt" in booted  # it stopped the sleep
+        rio.expect("app started", timeout=10)  # the session started the app
+        assert rio.call("add", a=2, b=40) == 42  # and its handlers answer
+        assert ticks("".join(rio.listen(timeout=0.5)))
+    # closing soft-resets the board, which boots in full again
+    ota_board.expect("app started", timeout=20, since=mark + ota_board.console[mark:].rindex("raw REPL"))

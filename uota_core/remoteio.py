@@ -46,7 +46,11 @@ class RemoteIOClient(Closing):
 
     def _handshake(self, password: str) -> None:
         """Read the device's hello; answer its challenge if it has a password."""
-        hello = self._frame(self.timeout).get("hello")
+        frame = self._frame(self.timeout)
+        while "p" in frame:  # output ahead of the hello (over serial, an app just starting)
+            self._prints.append(str(frame["p"]))
+            frame = self._frame(self.timeout)
+        hello = frame.get("hello")
         if not isinstance(hello, dict):
             raise LinkError(f"{self.link.name} is not a uota RemoteIO server (no hello)")
         self.device_id = str(hello.get("id", ""))

@@ -21,6 +21,7 @@ MAXP = 118  # payload bytes per frame: 10 bytes of framing make 128-byte frames
 WINDOW = 2  # frames in flight towards the board: 2 x 128 = its 256-byte receive buffer
 RTO = 0.15  # no answer for this long: ask the board where it is (POLL), backing off to RTO_MAX
 RTO_MAX = 2.0
+CLOSE_RESEND = 0.5  # an unanswered CLOSE goes again after this long
 
 PrintSink = Callable[[bytes], None]
 
@@ -264,13 +265,17 @@ class SerialLink(BufferedLink):
     def finish(self, timeout: float = 2.0) -> bool:
         """End the device session; True once the board said goodbye (within `timeout`)."""
         deadline = time.monotonic() + timeout
-        if not self.peer_closed:
-            self._write(frame(CLOSE, 0, self.rseq, key=self.key) * 2)
-        if self.dead:
-            return False
         try:
             while not self.peer_closed and time.monotonic() < deadline:
-                self._pump(deadline)
+                # one CLOSE at a time, again only when unanswered: a spare one reaching a board
+                # that has left the session is typed into its REPL, and a frame's bytes can be
+                # Ctrl-B or Ctrl-D there (the app would then not be started again)
+                self._write(frame(CLOSE, 0, self.rseq, key=self.key))
+                if self.dead:
+                    return False
+                resend_at = min(deadline, time.monotonic() + CLOSE_RESEND)
+                while not self.peer_closed and time.monotonic() < resend_at:
+                    self._pump(resend_at)
         except LinkError:
             return False
         return self.peer_closed

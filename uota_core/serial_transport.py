@@ -12,6 +12,7 @@ after a commit; otherwise the host leaves the raw REPL and soft-resets, so the a
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import re
@@ -55,6 +56,10 @@ _PROBE = (
     "except ImportError:\n try:\n  import uota.session\n  _h = 1\n except ImportError:\n  _h = 0\n"
     "print('uota-has', _h, getattr(sys.implementation, '_mpy', 0) & 255)\n" % (_KEEP, _LOOP_CODE, UART_VERSION)
 )
+# printed text reaches RemoteIO listeners a line at a time; a line without its end after
+# this long (a prompt, a progress dot) goes as it is
+PARTIAL_LINE_WAIT = 0.1
+PARTIAL_LINE_MAX = 1024
 # device modules never injected: the boot-time stack, and what the serial session doesn't use
 _NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py"}
 # stands in for uota.runtime, whose load() the session uses to import command modules
@@ -239,9 +244,10 @@ class BoardSerialLink(SerialLink):
     def close(self) -> None:
         try:
             if not self.peer_resets and self.finish():
-                # serve() returned to the raw REPL: back to the friendly REPL, then a soft
-                # reset, which runs boot.py / main.py (the app) again
-                self.ser.write(b"\x02\x04")
+                # serve() returned to the raw REPL: back to the friendly REPL, clear any
+                # stray input from its line (Ctrl-D soft-resets only on an empty line), then
+                # a soft reset, which runs boot.py / main.py (the app) again
+                self.ser.write(b"\x02\x03\x04")
                 self.ser.flush()
                 self._await(b"soft reboot", 1.5)  # closing at once could discard the Ctrl-D
         except (LinkError, serial.SerialException, OSError):
@@ -260,12 +266,26 @@ class RemoteIOSerialLink(BoardSerialLink):
     which arrives between frames, is turned into the `{"p": text}` lines RemoteIOClient reads."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        self._texts: list[str] = []
+        self._text = ""  # printed text not yet handed out: a line may arrive in pieces
+        self._text_since = 0.0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.on_print = self._keep
 
     def _keep(self, data: bytes) -> None:
-        self._texts.append(data.decode(errors="replace").replace("\r\n", "\n"))
+        if not self._text:
+            self._text_since = time.monotonic()
+        self._text += self._decoder.decode(data)
+
+    def _printed(self) -> str:
+        """Whole lines of printed text; a partial line once it has waited PARTIAL_LINE_WAIT."""
+        cut = self._text.rfind("\n") + 1
+        if not cut and self._text and (time.monotonic() - self._text_since >= PARTIAL_LINE_WAIT
+                                       or len(self._text) >= PARTIAL_LINE_MAX):
+            cut = len(self._text)
+        text, self._text = self._text[:cut], self._text[cut:]
+        self._text_since = time.monotonic()
+        return text.replace("\r\n", "\n")
 
     def readline(self, timeout: float | None = None) -> bytes:
         deadline = self._deadline(timeout)
@@ -278,15 +298,14 @@ class RemoteIOSerialLink(BoardSerialLink):
                 line = bytes(self._buf[:i + 1])
                 del self._buf[:i + 1]
                 return line
-            if self._texts:
-                text = "".join(self._texts)
-                self._texts.clear()
+            text = self._printed()
+            if text:
                 return json.dumps({"p": text}).encode() + b"\n"
             if self.peer_closed:
                 raise LinkClosed(self._ended())
             if time.monotonic() >= deadline:
                 raise LinkTimeout(f"{self.name}: nothing from the board in time")
-            self._pump(deadline)
+            self._pump(min(deadline, self._text_since + PARTIAL_LINE_WAIT) if self._text else deadline)
 
 
 def open_serial_remoteio(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT) -> "RemoteIOClient":

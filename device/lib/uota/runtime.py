@@ -22,8 +22,13 @@ def _print_exception(e):
     print(buf.getvalue(), end="")
 
 
+def start_app():
+    """The app (/main.py) in its own thread."""
+    _app["state"] = "running"  # before the thread runs: a second start_app() must see it
+    _thread.start_new_thread(_run_app, ())
+
+
 def _run_app():
-    _app["state"] = "running"
     try:
         import main  # noqa: F401  (the user's /main.py: runs the app)
 
@@ -178,7 +183,7 @@ def main():
     del cfg
     gc.collect()
     remoteio.install()
-    _thread.start_new_thread(_run_app, ())
+    start_app()
     try:
         while True:
             try:
