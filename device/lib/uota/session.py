@@ -40,6 +40,8 @@ class Session:
         self.sign_key = sec.get("signingKey") or ""
         self.nonce = None
         self.authed = not self.pw
+        if self.authed:
+            self._trusted()
         self.ext = {}  # module name -> its Commands instance
         self.reset = False
 
@@ -90,6 +92,12 @@ class Session:
                 raise Closed()  # where its body ends is unknown now: don't read it as commands
 
     # -- helpers --------------------------------------------------------------------
+
+    def _trusted(self):
+        # lifts the transport's deadline for unauthenticated connections (WiFi TCP)
+        f = getattr(self.ch.raw, "authenticated", None)
+        if f:
+            f()
 
     def send_blob(self, data):
         if isinstance(data, str):
@@ -181,6 +189,7 @@ class Session:
         want = auth.hmac_hex(binascii.unhexlify(self.pw), self.nonce.encode())
         if auth.same(arg.strip(), want):
             self.authed = True
+            self._trusted()
             self.ch.reply("ok")
         else:
             self.nonce = None  # one guess per nonce

@@ -8,22 +8,45 @@ import network
 _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 
 
+AUTH_S = 5  # a connection must authenticate this soon after it is accepted
+
+
 class SocketStream:
-    """The recv/readinto/write byte stream uota.channel.Channel expects, over a blocking socket."""
+    """The recv/readinto/write byte stream uota.channel.Channel expects, over a blocking socket.
+
+    Deadlines, so no client holds the one OTA connection (and the event loop) for long: each
+    read or write waits at most `timeout` s, and until the session calls authenticated(),
+    the whole connection may last at most AUTH_S s (a silent or trickling stranger)."""
 
     def __init__(self, sock, timeout):
         self.sock = sock
-        sock.settimeout(timeout)
+        self.timeout = timeout
+        self.until = time.ticks_add(time.ticks_ms(), AUTH_S * 1000)
+
+    def authenticated(self):
+        self.until = None
+
+    def _arm(self):
+        t = self.timeout
+        if self.until is not None:
+            left = time.ticks_diff(self.until, time.ticks_ms())
+            if left <= 0:
+                raise OSError(errno.ETIMEDOUT)
+            t = min(t, left / 1000)
+        self.sock.settimeout(t)
 
     def recv(self, n):
+        self._arm()
         return self.sock.recv(n)
 
     def readinto(self, mv):
+        self._arm()
         return self.sock.readinto(mv)
 
     def write(self, data):
         mv = memoryview(data)
         while mv:
+            self._arm()
             n = self.sock.send(mv)
             mv = mv[n:]
 

@@ -1,0 +1,121 @@
+"""Stalled or malicious clients can't block the OTA server for others: a stranger that
+connects and stays silent, trickles bytes, or stops mid-line is cut off by the
+per-connection deadline, and the owner's next session (and RemoteIO) is served."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from attack_helpers import PASSWORD, make_project, secured_board
+from uota_core.remoteio import RemoteIOClient
+from uota_core.session import Session
+from uota_core.sim import VirtualBoard
+from uota_core.tcp import TcpLink
+
+pytestmark = pytest.mark.timeout(180)
+
+DEADLINE = 5.0  # device/lib/uota/transports/wifi_tcp.py AUTH_S
+SLACK = 3.0
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("stalled")
+    project = make_project(tmp / "proj", password=PASSWORD)
+    with secured_board(tmp / "board", project, name="stallboard") as board:
+        board.expect("boot marked healthy", timeout=20)
+        yield board
+
+
+def silent(sock: socket.socket, stop: threading.Event) -> None:
+    stop.wait(60)
+
+
+def trickle(sock: socket.socket, stop: threading.Event) -> None:
+    for byte in b"hello\nauth " + b"0" * 200:  # one byte a second: never a complete guess
+        if stop.wait(1.0):
+            return
+        try:
+            sock.send(bytes([byte]))
+        except OSError:
+            return
+
+
+def half_line(sock: socket.socket, stop: threading.Event) -> None:
+    sock.sendall(b"hello\nauth 1234")
+    stop.wait(60)
+
+
+def never_reads(sock: socket.socket, stop: threading.Event) -> None:
+    # asks for replies and never reads them, until the device's send would block
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        for _ in range(20000):
+            if stop.is_set():
+                return
+            sock.send(b"ping\n" * 50)
+    except OSError:
+        return
+
+
+STALLERS = {"silent": silent, "trickle": trickle, "half-line": half_line, "never-reads": never_reads}
+
+
+def closed_by_device(sock: socket.socket, within: float) -> float | None:
+    """Seconds until the device closed `sock` (reading and discarding), None if it didn't."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - started < within:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
+@pytest.mark.parametrize("kind", [pytest.param("silent"),
+                                  pytest.param("trickle", marks=pytest.mark.soak),
+                                  pytest.param("half-line", marks=pytest.mark.soak),
+                                  pytest.param("never-reads", marks=pytest.mark.soak)])
+def test_a_stalled_stranger_does_not_block_the_owner(guarded: VirtualBoard, kind: str) -> None:
+    board = guarded
+    stop = threading.Event()
+    stranger = socket.create_connection((board.host, 2018), timeout=5)
+    worker = threading.Thread(target=STALLERS[kind], args=(stranger, stop), daemon=True)
+    worker.start()
+    try:
+        # the stranger's connection is complete, so it is first in the listen queue
+        started = time.monotonic()
+        # the owner, queued behind the stranger: served once the deadline cut the stranger off
+        with Session(TcpLink(board.host, 2018, timeout=DEADLINE + SLACK + 30), PASSWORD) as s:
+            s.open()
+            assert s.ping()
+        owner_waited = time.monotonic() - started
+        with RemoteIOClient(board.host, password=PASSWORD) as rio:
+            assert rio.call("ping") == "pong"
+        cut = closed_by_device(stranger, DEADLINE + SLACK)
+    finally:
+        stop.set()
+        stranger.close()
+        worker.join(5)
+    assert owner_waited <= DEADLINE + SLACK, f"the owner waited {owner_waited:.1f}s behind a {kind} stranger"
+    assert cut is not None, f"the device kept the {kind} stranger's connection open"
+
+
+def test_an_authenticated_session_is_not_cut_by_the_strangers_deadline(guarded: VirtualBoard) -> None:
+    board = guarded
+    with Session(TcpLink(board.host, 2018), PASSWORD) as s:
+        s.open()
+        deadline = time.monotonic() + DEADLINE + 2
+        while time.monotonic() < deadline:  # a legitimate, slow session: one command a second
+            assert s.ping()
+            time.sleep(1.0)  # noqa: the pace of a slow client is what this test is about
+        s.version()  # still served after the strangers' deadline passed
