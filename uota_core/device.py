@@ -262,9 +262,9 @@ class Device(Closing):
                 self._settle()
 
     def _settle(self) -> None:
-        """Closing a serial session soft-resets the board. The next session's Ctrl-C must not
-        land while boot.py is still starting the app (the app would not run until the next
-        reset), so read what the board prints until it has gone quiet."""
+        """Closing a serial session soft-resets the board: record what it prints while it
+        boots (expect() sees the app's start-up lines) until it has gone quiet, so the next
+        session doesn't cut boot.py short either."""
         from uota_core.serialport import open_port
 
         assert self.serial_port
