@@ -3,6 +3,7 @@ noisy and cut lines, resume, and the board running its app afterwards."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -69,8 +70,10 @@ def test_fresh_micropython_board_gets_the_session_code_injected(board: VirtualBo
     assert "lib" not in board.listdir("/")
     # an app that doesn't use uota: the board has plain MicroPython, no OTA stack
     (ota_project / "app" / "app.py").write_text("def run():\n    print('app started')\n")
+    (ota_project / "app" / "big.py").write_bytes(inspect.getsource(inspect).encode()[:20000])
     result = serial_push(ota_project, board)
     assert result.committed and "main.py" in result.sent
+    assert result.wire_bytes < result.bytes / 2  # over serial, source crosses the line deflated
     for rel in result.sent:
         assert board.read_file("/" + rel) == (ota_project / rel).read_bytes()
     assert "lib" not in board.listdir("/")  # nothing of uota was left on the flash

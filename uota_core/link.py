@@ -50,6 +50,9 @@ class Link(Closing, ABC):
 
     name: str = "link"
     timeout: float = DEFAULT_TIMEOUT
+    # a link slow enough that compressing file bodies pays for the device's inflating:
+    # a UART does (11.5 KB/s at 115200); WiFi moves bytes faster than an ESP32 inflates them
+    slow: bool = False
 
     @abstractmethod
     def write(self, data: bytes) -> None: ...

@@ -54,12 +54,13 @@ class PushError(UotaError):
 
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
          on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None,
-         compress: bool = True) -> PushResult:
+         compress: bool | None = None) -> PushResult:
     """Push the project's `mode` files over an open, authenticated session.
 
     On success the device commits and resets (unless nothing changed). On failure the
-    staged files are discarded and the error says why. With `compress`, files go as raw
-    deflate to devices that can inflate them, where that saves at least 10 %.
+    staged files are discarded and the error says why. With `compress` (default: on slow
+    links, i.e. serial), files go as raw deflate to devices that can inflate them, where
+    that saves at least 10 %.
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
@@ -86,6 +87,8 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
             raise PushError(f"the device needs {unknown[0]}, which is not in this project: run `uota full`")
         if on_plan:
             on_plan(need, sum(local[p].size for p in need))
+        if compress is None:
+            compress = session.link.slow
         wbits = session.info.deflate if compress and not legacy else 0
         ahead = 0 if legacy else REPLIES_IN_FLIGHT  # a documented-only device gets lockstep
         for path in need:

@@ -93,6 +93,8 @@ class FrameParser:
 class SerialLink(BufferedLink):
     """A `Link` over the board's UART once the device side (`serve()`) is running."""
 
+    slow = True
+
     def __init__(self, ser: serial.Serial, name: str, timeout: float = DEFAULT_TIMEOUT,
                  on_print: PrintSink | None = None, pending: bytes = b"", key: int = 0) -> None:
         super().__init__(name, timeout)

@@ -20,12 +20,13 @@ from uota_core.push import PushResult, push
 
 
 compress_option = click.option(
-    "--compress/--no-compress", default=True, show_default=True,
-    help="Send files that shrink by 10 % or more as deflate (source does ~4x); the board inflates them.")
+    "--compress/--no-compress", default=None,
+    help="Send files that shrink by 10 % or more as deflate (source does ~4x), which the board "
+         "inflates (default: over serial, where the line is the bottleneck; not over WiFi).")
 
 
 def _push(mode: str, host: str | None, port: int | None, transport: str | None, version: str | None,
-          wipe: bool, compress: bool, as_json: bool) -> None:
+          wipe: bool, compress: bool | None, as_json: bool) -> None:
     cfg = project_config()
     with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
         result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk,
@@ -50,7 +51,7 @@ def _report(result: PushResult, as_json: bool) -> None:
 @compress_option
 @json_option
 @reports_errors
-def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool,
+def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool | None,
          as_json: bool) -> None:
     """Push the fastOtaFiles (app/, main.py, config/ by default) that changed."""
     _push("fast", host, port, transport, version, False, compress, as_json)
@@ -64,7 +65,7 @@ def fast(host: str | None, port: int | None, transport: str | None, version: str
 @json_option
 @reports_errors
 def full(host: str | None, port: int | None, transport: str | None, version: str | None, wipe: bool,
-         compress: bool, as_json: bool) -> None:
+         compress: bool | None, as_json: bool) -> None:
     """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones."""
     _push("full", host, port, transport, version, wipe, compress, as_json)
 
