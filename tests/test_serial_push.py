@@ -138,8 +138,9 @@ def test_app_printing_during_the_session_does_not_disturb_it(ota_board: VirtualB
     (ota_project / "app" / "app.py").write_text(
         "import time\n\ndef run():\n    print('app started')\n    n = 0\n    while True:\n"
         "        print('tick \\xa5\\x5a', n)\n        n += 1\n        time.sleep(0.01)\n")
+    mark = ota_board.console_mark()
     serial_push(ota_project, ota_board)
-    ota_board.expect("tick", timeout=15)
+    ota_board.expect("tick", timeout=15, since=mark)  # rebooted into the new app
     files = add_files(ota_project, 3, 4000)
     printed = bytearray()
     cfg = load_config(ota_project)

@@ -91,7 +91,9 @@ def _serve(stream, transports):
         gc.collect()
     if reset:
         import machine
+        import micropython
 
+        micropython.kbd_intr(-1)  # a serial host's Ctrl-C now must not cancel the reset
         time.sleep_ms(20)
         machine.reset()
 

@@ -229,10 +229,13 @@ def serve(key=0, inject=None):
         pass  # the host went away or closed the session
     finally:
         s.close(reset)
-        micropython.kbd_intr(3)
+        if not reset:
+            micropython.kbd_intr(3)
     if reset:
         import machine
         import time
 
+        # Ctrl-C stays data until the reset: a host that starts its next session at once
+        # must not stop this board short of rebooting into what it just committed
         time.sleep_ms(50)
         machine.reset()
