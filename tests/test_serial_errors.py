@@ -76,3 +76,24 @@ def test_detection_without_boards_says_so(monkeypatch: pytest.MonkeyPatch) -> No
         detect()
     monkeypatch.setattr(sp.list_ports, "comports", lambda: ports[:1] + ports[2:])
     assert detect() == "/dev/ttyUSB0"
+
+
+def test_a_session_the_board_ends_on_bad_input_leaves_nothing_for_the_repl(ota_board: VirtualBoard) -> None:
+    from uota_core.link import LinkError
+
+    ota_board.expect("listening on", timeout=15)
+    link = open_serial_link(ota_board.serial_port)
+    mark = ota_board.console_mark()
+    # a line longer than the session's buffer ends the session on the board; the frames the
+    # host has sent meanwhile must be swallowed, not typed into the REPL as Python
+    try:
+        link.write(b"x" * 600 + b"\n" + b"print('leaked into the REPL')\n" * 20)
+        while True:
+            link.readline(5)
+    except LinkError:
+        pass
+    link.close()
+    ota_board.expect("MPY: soft reboot", timeout=10, since=mark)  # closing restarted the board
+    ota_board.expect("listening on", timeout=15, since=mark)
+    after = ota_board.console[mark:]
+    assert "leaked into the REPL" not in after and "SyntaxError" not in after, after[-1500:]

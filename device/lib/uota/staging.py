@@ -13,6 +13,7 @@ class Commands:
         self.in_ota = False
         self.accepted = None  # header of the accepted manifest: version, release, wipe
         self.pending = None  # mlist.Reader over the pending manifest, for `file` checks
+        self.commit = None  # uota.commit, loaded by start_ota
 
     def _reset(self):
         if self.pending:
@@ -23,6 +24,11 @@ class Commands:
     def c_start_ota(self, arg):
         if fs.exists(fs.full(fs.JOURNAL)):
             raise Refused("error: a commit is in progress; reset the board to finish it")
+        # load the commit code now, while nothing is staged: compiling it at end_ota, after
+        # the whole transfer, can fail on a heap an app keeps churning
+        from uota.runtime import load
+
+        self.commit = load("uota.commit")
         # a dropped earlier session leaves its staged files: they are reused (resume)
         self._reset()
         self.in_ota = True
@@ -169,8 +175,7 @@ class Commands:
 
     def c_end_ota(self, arg):
         self._require_manifest()
-        from uota import commit
-
+        commit = self.commit
         for p in self._needed():
             raise Refused("error: missing %s" % p)
         a = self.accepted

@@ -197,8 +197,22 @@ class UartStream:
                 self._handle()
         except OSError:
             pass
+        if not self.closed:
+            self._drain()
         for _ in range(3):  # redundant: a lost CLOSE would leave the host waiting
             self._send(CLOSE, 0, b"R" if reset else b"")
+
+    def _drain(self, quiet_ms=30, max_ms=1000):
+        # The board ends the session (bad input, a reset): frames the host already sent
+        # would reach the REPL after us and run there as code, so swallow the line's bytes
+        # until it has been quiet a while. (Not after our CLOSE: the host then sends the
+        # REPL its Ctrl-B / Ctrl-D.)
+        end = time.ticks_add(time.ticks_ms(), max_ms)
+        while time.ticks_diff(end, time.ticks_ms()) > 0 and self.poll.poll(quiet_ms):
+            try:
+                self.rx.readinto(self.mv[:1])
+            except OSError:
+                pass
 
 
 def serve(key=0, inject=None):
