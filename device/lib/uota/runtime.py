@@ -169,6 +169,14 @@ def main():
     outcome = boot_guard.boot()
     if outcome != "ok":
         print("uota: boot guard: %s" % outcome)
+    if outcome == "committed":
+        # Finishing a commit at boot leaves the heap fragmented, so the next session's
+        # modules may not compile: start over on a fresh heap. The set is new, so its
+        # unclean-boot count starts again (as after end_ota).
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
+        import machine
+
+        machine.soft_reset()
     cfg = fs.read_json(fs.full(fs.CONFIG), {})
     if not isinstance(cfg, dict):
         cfg = {}
