@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
+from attack_helpers import wait_until
 from uota_core.config import load_config
 from uota_core.connect import open_session, wait_reachable
 from uota_core.push import PushError, push
@@ -38,17 +38,6 @@ def do_push(project: Path, mode: str = "fast", board: VirtualBoard | None = None
 def device_version(project: Path) -> str:
     with open_session(load_config(project)) as s:
         return s.version()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_push_then_call_a_custom_handler_then_incremental(ota_board: VirtualBoard, ota_project: Path) -> None:
@@ -98,7 +87,7 @@ def test_a_stalled_listener_never_blocks_the_app(ota_board: VirtualBoard, ota_pr
     try:
         with RemoteIOClient(ota_board.host) as rio:
             first = rio.call("count")
-            wait_for(lambda: rio.call("count") > first + 1000, 10, "the app to keep printing")
+            wait_until(lambda: rio.call("count") > first + 1000, 10, "the app to keep printing")
     finally:
         stalled.close()
 
