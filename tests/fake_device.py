@@ -22,13 +22,13 @@ MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).with_name(
 class FakeDevice:
     """A device session process; each `session()` is one TCP connection to it."""
 
-    def __init__(self, root: Path, heap: str = "128K") -> None:
+    def __init__(self, root: Path, heap: str = "128K", lib: Path = REPO / "device" / "lib") -> None:
         self.root = root
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(10)
         port = self.server.getsockname()[1]
         self.proc = subprocess.Popen(
-            [MICROPYTHON, "-X", f"heapsize={heap}", str(RUNNER), str(REPO / "device" / "lib"), str(root), str(port)],
+            [MICROPYTHON, "-X", f"heapsize={heap}", str(RUNNER), str(lib), str(root), str(port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def session(self, password: str = "", signing_key: str = "") -> Session:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import shutil
 import zlib
 from pathlib import Path
 
 import pytest
 
-from fake_device import FakeDevice, device, project  # noqa: F401 (fixtures)
+from fake_device import REPO, FakeDevice, device, project  # noqa: F401 (fixtures)
 from uota_core.config import load_config
 from uota_core.link import LinkClosed
 from uota_core.push import pack, push
@@ -124,3 +125,29 @@ def test_a_malformed_zfile_header_closes_the_connection(device: FakeDevice) -> N
         assert s._reply(timeout=10).startswith("error: bad request")
         with pytest.raises(LinkClosed):
             s._reply(timeout=10)
+
+
+def test_a_device_without_room_for_the_window_gets_the_files_plain(tmp_path: Path, project: Path) -> None:
+    # the device code as it is, except that the 4 KB window never fits (a fragmented heap)
+    lib = tmp_path / "lib"
+    shutil.copytree(REPO / "device" / "lib", lib)
+    packed = lib / "uota" / "packed.py"
+    packed.write_text(packed.read_text().replace(
+        "def inflater(body):\n", "def inflater(body):\n    raise MemoryError('no 4 KB block')\n"))
+    texts = {f"app/m{i}.py": SOURCE[i * 3000 : i * 3000 + 3000] for i in range(3)}
+    for rel, data in texts.items():
+        (project / rel).write_bytes(data)
+    root = tmp_path / "flash"
+    root.mkdir()
+    dev = FakeDevice(root, lib=lib)
+    try:
+        with dev.session() as s:
+            s.open()
+            result = push(s, load_config(project), "fast", compress=True)
+    finally:
+        assert "Traceback" not in dev.close()
+    assert result.committed and result.wire_bytes == result.bytes  # all of it went plain, once
+    assert result.bytes == sum(p.stat().st_size for p in [project / "main.py", project / "config" / "ota.json",
+                                                         *(project / "app").iterdir()])
+    for rel, data in texts.items():
+        assert (root / rel).read_bytes() == data

@@ -13,7 +13,7 @@ from uota_core.config import Config
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, local_manifest, protected_on_device
-from uota_core.session import DeviceError, Installed, SentFile, Session
+from uota_core.session import DeviceError, InflateUnavailable, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
 # session reports each chunk through `on_chunk(path, nbytes)`.
@@ -78,7 +78,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
         result.seconds = time.monotonic() - started
         return result
     session.start_ota()
-    in_flight: deque[SentFile] = deque()
+    in_flight: deque[tuple[SentFile, int]] = deque()  # written, reply not read yet; body bytes
     try:
         session.send_manifest(desired, version, wipe=wipe)
         need = sorted(local) if wipe or legacy else sorted(session.need())
@@ -91,13 +91,19 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
             compress = session.link.slow
         wbits = session.info.deflate if compress and not legacy else 0
         ahead = 0 if legacy else REPLIES_IN_FLIGHT  # a documented-only device gets lockstep
-        for path in need:
-            # the next file goes out while the device still hashes and renames this one
-            in_flight.append(_write(session, local[path], wbits, on_chunk, result))
-            if len(in_flight) > ahead:
-                _confirm(session, in_flight.popleft())
-        while in_flight:
-            _confirm(session, in_flight.popleft())
+        queue = deque(need)
+        while queue or in_flight:
+            if queue and len(in_flight) <= ahead:
+                # the next file goes out while the device still hashes and renames this one
+                in_flight.append(_write(session, local[queue.popleft()], wbits, on_chunk))
+                continue
+            sent, wire = in_flight.popleft()
+            if _confirm(session, sent):
+                result.bytes += local[sent.path].size
+                result.wire_bytes += wire
+            else:  # no room on the device to inflate: this file and the rest go plain
+                wbits = 0
+                queue.append(sent.path)
         session.end_ota()
     except (UotaError, OSError) as e:
         _discard_replies(session, in_flight)
@@ -122,32 +128,33 @@ def pack(data: bytes, wbits: int) -> bytes | None:
     return body if len(body) <= len(data) * PACK_MAX_RATIO else None
 
 
-def _write(session: Session, f: LocalFile, wbits: int, on_chunk: ChunkCallback | None,
-           result: PushResult) -> SentFile:
-    """Write one file, compressed for a `wbits` window where worth it; count its bytes."""
+def _write(session: Session, f: LocalFile, wbits: int,
+           on_chunk: ChunkCallback | None) -> tuple[SentFile, int]:
+    """Write one file, compressed for a `wbits` window where worth it; with its body's size."""
     progress = (lambda n: on_chunk(f.path, n)) if on_chunk else None
     body = _packed_body(f, wbits)
-    result.bytes += f.size
     if body is not None:
-        result.wire_bytes += len(body)
-        return session.write_packed_file(f.path, f.size, f.sha256, body, progress)
-    result.wire_bytes += f.size
+        return session.write_packed_file(f.path, f.size, f.sha256, body, progress), len(body)
     # the file is opened lazily by open_chunks(): one that vanished or shrank since it was
     # hashed is padded by write_file, fails the device's sha256 check, and the push aborts
-    return session.write_file(f.path, f.size, f.sha256, f.open_chunks(), progress)
+    return session.write_file(f.path, f.size, f.sha256, f.open_chunks(), progress), f.size
 
 
-def _confirm(session: Session, sent: SentFile) -> None:
+def _confirm(session: Session, sent: SentFile) -> bool:
+    """The file's reply: True if staged, False if it must go again plain."""
     try:
         session.file_reply(sent)
+    except InflateUnavailable:
+        return False
     except DeviceError as e:
         raise PushError(f"{e}; nothing was installed") from None
+    return True
 
 
-def _discard_replies(session: Session, in_flight: deque[SentFile]) -> None:
+def _discard_replies(session: Session, in_flight: deque[tuple[SentFile, int]]) -> None:
     """Read the replies still owed for files on the link, so `abort` reads its own."""
     try:
-        for sent in in_flight:
+        for sent, _ in in_flight:
             try:
                 session.file_reply(sent)
             except DeviceError:

@@ -24,6 +24,10 @@ class AuthError(DeviceError):
     """Wrong or missing OTA password."""
 
 
+class InflateUnavailable(DeviceError):
+    """The device had no memory for a `zfile` window: the file must go plain."""
+
+
 class SignatureError(DeviceError):
     """The device refused the manifest signature."""
 
@@ -269,6 +273,8 @@ class Session(Closing):
             raise DeviceError(sent.short)
         if reply == "sha256_mismatch":
             raise DeviceError(f"{sent.path} arrived corrupted or changed during the push (sha256 mismatch)")
+        if reply == "inflate_unavailable":
+            raise InflateUnavailable(f"{sent.path}: the device had no memory to inflate it")
         if reply != "ok":
             raise DeviceError(f"unexpected reply to file {sent.path}: {reply!r}")
 

@@ -107,8 +107,15 @@ class Commands:
         if err:
             self.s.drain(body)
             raise Refused(err)
+        source = None
+        if packed:
+            source = self._inflater(body)
+            if source is None:
+                self.s.drain(body)
+                self.s.ch.reply("inflate_unavailable")  # the host sends this file plain
+                return
         dst = fs.full(fs.STAGE) + "/" + p
-        got = self.receive(dst + ".part", size, body if packed else -1)
+        got = self.receive(dst + ".part", size, source)
         if got == sha:
             fs.move(dst + ".part", dst)
             self.s.ch.reply("ok")
@@ -116,9 +123,24 @@ class Commands:
             fs.remove(dst + ".part")
             self.s.ch.reply("error: no space left on device" if got is None else "sha256_mismatch")
 
-    def receive(self, part, size, packed=-1):
-        """Stream `size` bytes into `part` while hashing: plain, or inflated from a
-        `packed`-byte deflate body. The sha256 ("" if the body doesn't inflate to exactly
+    def _inflater(self, n):
+        # (body, inflater) for an n-byte deflate body, or None: the window needs one free
+        # block of 4 KB, which a heap fragmented by the app may not have even after a
+        # collection
+        import gc
+
+        mod = _packed()
+        for _ in range(2):
+            try:
+                body = mod.Body(self.s.ch, n, bytearray(128))
+                return body, mod.inflater(body)
+            except MemoryError:
+                gc.collect()
+        return None
+
+    def receive(self, part, size, packed=None):
+        """Stream `size` bytes into `part` while hashing: plain, or inflated through
+        `packed` = (body, inflater). The sha256 ("" if the body doesn't inflate to exactly
         `size` bytes), or None if the flash filled."""
         import hashlib
 
@@ -131,11 +153,7 @@ class Commands:
             f = open(part, "wb")
         except OSError:
             failed = True
-        body = src = None
-        if packed >= 0:
-            mod = _packed()
-            body = mod.Body(self.s.ch, packed, bytearray(128))
-            src = mod.inflater(body)
+        body, src = packed or (None, None)
         left = size
         while left > 0:
             if src is None:
