@@ -7,6 +7,9 @@ from uota import fs, paths, tree, mlist
 from uota.session import Refused, CHUNK
 
 
+NO_WINDOW = "no-window"  # receive(): the inflater found no room for its window
+
+
 class Commands:
     def __init__(self, session):
         self.s = session
@@ -121,7 +124,10 @@ class Commands:
             self.s.ch.reply("ok")
         else:
             fs.remove(dst + ".part")
-            self.s.ch.reply("error: no space left on device" if got is None else "sha256_mismatch")
+            if got is NO_WINDOW:
+                self.s.ch.reply("inflate_unavailable")
+            else:
+                self.s.ch.reply("error: no space left on device" if got is None else "sha256_mismatch")
 
     def _inflater(self, n):
         # (body, inflater) for an n-byte deflate body, or None: the window needs one free
@@ -163,6 +169,9 @@ class Commands:
                     n = src.readinto(mv[: min(left, CHUNK)])
                 except (OSError, EOFError):  # not a deflate stream, or one cut short
                     n = 0
+                except MemoryError:  # the inflater takes its 4 KB window on first use
+                    n, src = 0, None
+                    left = NO_WINDOW
                 if not n:
                     break  # it inflated to fewer bytes than declared
             left -= n
@@ -177,14 +186,17 @@ class Commands:
             try:
                 if left or src.readinto(mv[:1]):
                     left = -1  # short or long: the hash can't match what was declared
-            except (OSError, EOFError):
+            except (OSError, EOFError, MemoryError):
                 left = -1
+        if body is not None:
             body.drain()
         if f:
             try:
                 f.close()
             except OSError:
                 failed = True
+        if left == NO_WINDOW:
+            return NO_WINDOW
         if failed:
             return None
         return "" if left else binascii.hexlify(h.digest()).decode()
