@@ -110,44 +110,22 @@ class Commands:
         if err:
             self.s.drain(body)
             raise Refused(err)
-        source = None
-        if packed:
-            source = self._inflater(body)
-            if source is None:
-                self.s.drain(body)
-                self.s.ch.reply("inflate_unavailable")  # the host sends this file plain
-                return
         dst = fs.full(fs.STAGE) + "/" + p
-        got = self.receive(dst + ".part", size, source)
+        got = self.receive(dst + ".part", size, body if packed else -1)
         if got == sha:
             fs.move(dst + ".part", dst)
             self.s.ch.reply("ok")
         else:
             fs.remove(dst + ".part")
             if got is NO_WINDOW:
-                self.s.ch.reply("inflate_unavailable")
+                self.s.ch.reply("inflate_unavailable")  # the host sends this file plain
             else:
                 self.s.ch.reply("error: no space left on device" if got is None else "sha256_mismatch")
 
-    def _inflater(self, n):
-        # (body, inflater) for an n-byte deflate body, or None: the window needs one free
-        # block of 4 KB, which a heap fragmented by the app may not have even after a
-        # collection
-        import gc
-
-        mod = _packed()
-        for _ in range(2):
-            try:
-                body = mod.Body(self.s.ch, n, bytearray(128))
-                return body, mod.inflater(body)
-            except MemoryError:
-                gc.collect()
-        return None
-
-    def receive(self, part, size, packed=None):
-        """Stream `size` bytes into `part` while hashing: plain, or inflated through
-        `packed` = (body, inflater). The sha256 ("" if the body doesn't inflate to exactly
-        `size` bytes), or None if the flash filled."""
+    def receive(self, part, size, packed=-1):
+        """Stream `size` bytes into `part` while hashing: plain, or inflated from a
+        `packed`-byte deflate body. The sha256 ("" if the body doesn't inflate to exactly
+        `size` bytes), None if the flash filled, NO_WINDOW if the inflater found no room."""
         import hashlib
 
         h = hashlib.sha256()
@@ -159,17 +137,22 @@ class Commands:
             f = open(part, "wb")
         except OSError:
             failed = True
-        body, src = packed or (None, None)
+        body = src = None
+        if packed >= 0:
+            mod = _packed()
+            body = mod.Body(self.s.ch, packed, bytearray(128))
         left = size
         while left > 0:
-            if src is None:
+            if body is None:
                 n = self.s.ch.readinto(mv[: min(left, CHUNK)])
             else:
                 try:
+                    if src is None:
+                        src = mod.inflater(body)
                     n = src.readinto(mv[: min(left, CHUNK)])
                 except (OSError, EOFError):  # not a deflate stream, or one cut short
                     n = 0
-                except MemoryError:  # the inflater takes its 4 KB window on first use
+                except MemoryError:  # no block for the 4 KB window (taken when made or on first read)
                     n, src = 0, None
                     left = NO_WINDOW
                 if not n:
@@ -182,13 +165,17 @@ class Commands:
                 f.write(mv[:n])
             except OSError:
                 failed = True
-        if src is not None:
-            try:
-                if left or src.readinto(mv[:1]):
-                    left = -1  # short or long: the hash can't match what was declared
-            except (OSError, EOFError, MemoryError):
-                left = -1
         if body is not None:
+            if left != NO_WINDOW:
+                try:
+                    if src is None:
+                        src = mod.inflater(body)  # a 0-byte file: its body must end at once
+                    if left or src.readinto(mv[:1]):
+                        left = -1  # short or long: the hash can't match what was declared
+                except (OSError, EOFError):
+                    left = -1
+                except MemoryError:
+                    left = NO_WINDOW
             body.drain()
         if f:
             try:
