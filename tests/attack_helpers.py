@@ -91,6 +91,16 @@ def secured_board(state: Path, project: Path, name: str = "attackboard", app_up:
         board.stop()
 
 
+@contextlib.contextmanager
+def healthy_board(tmp: Path, name: str, **secrets: str) -> Iterator[tuple[VirtualBoard, Path]]:
+    """A `secured_board` with a project holding `secrets` (password, signing_key), once its
+    pushed app has been marked healthy: for a module's tests to share."""
+    project = make_project(tmp / "proj", **secrets)
+    with secured_board(tmp / "board", project, name=name) as board:
+        board.expect("boot marked healthy", timeout=20)
+        yield board, project
+
+
 def first_push(project: Path, board: VirtualBoard, app_up: str = "app started", version: str | None = None) -> None:
     """Push the project and wait until the new app printed `app_up`."""
     from uota_core.connect import open_session

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, make_project, secret_forms,
-                            secured_board, serial_tap, wait_until)
+from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms,
+                            serial_tap, wait_until)
 from uota_core.config import load_config
 from uota_core.connect import open_session, wait_reachable
 from uota_core.push import push
@@ -33,11 +33,9 @@ NEW_PASSWORD = "an0ther-passw0rd-never-on-the-wire"
 @pytest.fixture(scope="module")
 def locked(tmp_path_factory: pytest.TempPathFactory):
     """One board with a password and a signing key, shared by this module's tests."""
-    tmp = tmp_path_factory.mktemp("auth")
-    project = make_project(tmp / "proj", password=PASSWORD, signing_key=SIGNING_KEY)
-    with secured_board(tmp / "board", project, name="authboard") as board:
-        board.expect("boot marked healthy", timeout=20)
-        yield board, project
+    with healthy_board(tmp_path_factory.mktemp("auth"), "authboard", password=PASSWORD,
+                       signing_key=SIGNING_KEY) as board_and_project:
+        yield board_and_project
 
 
 def assert_no_secret(captured: bytes, *secrets: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from attack_helpers import PASSWORD, count, flash_hashes, make_project, outside_staging, secured_board
+from attack_helpers import PASSWORD, count, flash_hashes, healthy_board, outside_staging
 from fuzz_cases import STAGE_PATH, STAGE_SHA, Case, cases, frame_damage, serial_cases
 from uota_core.auth import auth_response, password_key
 from uota_core.link import LinkError
@@ -45,10 +45,7 @@ def failures(console: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def fuzz_board(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("fuzz")
-    project = make_project(tmp / "proj", password=PASSWORD)
-    with secured_board(tmp / "board", project, name="fuzzboard") as board:
-        board.expect("boot marked healthy", timeout=20)
+    with healthy_board(tmp_path_factory.mktemp("fuzz"), "fuzzboard", password=PASSWORD) as (board, _):
         yield board
 
 

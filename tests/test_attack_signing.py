@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, make_project, secret_forms,
-                            secured_board, wait_until)
+from attack_helpers import PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms, wait_until
 from uota_core.auth import manifest_signature
 from uota_core.config import load_config
 from uota_core.connect import open_session, wait_reachable
@@ -30,11 +29,9 @@ NEW_SHA = hashlib.sha256(NEW_APP).hexdigest()
 
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("signing")
-    project = make_project(tmp / "proj", password=PASSWORD, signing_key=SIGNING_KEY)
-    with secured_board(tmp / "board", project, name="signboard") as board:
-        board.expect("boot marked healthy", timeout=20)
-        yield board, project
+    with healthy_board(tmp_path_factory.mktemp("signing"), "signboard", password=PASSWORD,
+                       signing_key=SIGNING_KEY) as board_and_project:
+        yield board_and_project
 
 
 def lines_body(header: dict, files: dict[str, str]) -> bytes:

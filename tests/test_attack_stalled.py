@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, make_project, secured_board
+from attack_helpers import PASSWORD, healthy_board
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -25,10 +25,7 @@ SLACK = 3.0
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("stalled")
-    project = make_project(tmp / "proj", password=PASSWORD)
-    with secured_board(tmp / "board", project, name="stallboard") as board:
-        board.expect("boot marked healthy", timeout=20)
+    with healthy_board(tmp_path_factory.mktemp("stalled"), "stallboard", password=PASSWORD) as (board, _):
         yield board
 
 
