@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,21 @@ def test_a_remoteio_session_that_interrupts_boot_still_finds_the_app(ota_board: 
         assert ticks("".join(rio.listen(timeout=0.5)))
     # closing soft-resets the board, which boots in full again
     ota_board.expect("app started", timeout=20, since=mark + ota_board.console[mark:].rindex("raw REPL"))
+
+
+def test_a_line_printed_in_pieces_reaches_the_listener_before_it_ends(ota_board: VirtualBoard,
+                                                                      ota_project: Path) -> None:
+    # a progress line: a dot every 20 ms and no newline, so more text keeps arriving
+    (ota_project / "app" / "app.py").write_text(
+        "import time\n\ndef run():\n    print('app started')\n    while True:\n"
+        "        print('.', end='')\n        time.sleep(0.02)\n")
+    cfg = load_config(ota_project)
+    mark = ota_board.console_mark()
+    with open_session(cfg) as s:
+        push(s, cfg, "fast")
+    ota_board.expect("app started", timeout=15, since=mark)
+    with open_serial_remoteio(ota_board.serial_port) as rio:
+        t0 = time.monotonic()
+        first = next((chunk for chunk in rio.listen(timeout=5) if "." in chunk), "")
+        # partial text goes out once it has waited 0.1 s, not when 1,024 characters piled up
+        assert first and time.monotonic() - t0 < 1.0 and len(first) < 100, (time.monotonic() - t0, first)

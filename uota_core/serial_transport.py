@@ -283,8 +283,10 @@ class RemoteIOSerialLink(BoardSerialLink):
         if not cut and self._text and (time.monotonic() - self._text_since >= PARTIAL_LINE_WAIT
                                        or len(self._text) >= PARTIAL_LINE_MAX):
             cut = len(self._text)
+        if not cut:
+            return ""
         text, self._text = self._text[:cut], self._text[cut:]
-        self._text_since = time.monotonic()
+        self._text_since = time.monotonic()  # what is left started arriving after the cut
         return text.replace("\r\n", "\n")
 
     def readline(self, timeout: float | None = None) -> bytes:
