@@ -108,9 +108,8 @@ def run_calls(board: VirtualBoard, project: Path, n: int, push_at: int | None) -
     return caller
 
 
-@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("n", [pytest.param(300, id="sample", marks=pytest.mark.timeout(240)),
-                               pytest.param(1000, id="soak", marks=pytest.mark.soak)])
+                               pytest.param(1000, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(1800)])])
 def test_remoteio_calls_under_a_print_flood(tmp_path: Path, n: int) -> None:
     project = make_project(tmp_path / "proj", app=FLOODER)
     with secured_board(tmp_path / "board", project, name="loadboard") as board:
@@ -121,9 +120,8 @@ def test_remoteio_calls_under_a_print_flood(tmp_path: Path, n: int) -> None:
                           "compile its modules (MemoryError loading uota.pending or uota.commit, both "
                           "before any byte is staged), so the push fails cleanly: nothing is applied",
                    strict=False)
-@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("n", [pytest.param(300, id="sample", marks=pytest.mark.timeout(240)),
-                               pytest.param(1000, id="soak", marks=pytest.mark.soak)])
+                               pytest.param(1000, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(1800)])])
 def test_remoteio_calls_under_a_print_flood_and_a_push(tmp_path: Path, n: int) -> None:
     project = make_project(tmp_path / "proj", app=FLOODER)
     with secured_board(tmp_path / "board", project, name="loadboard") as board:
