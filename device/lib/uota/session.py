@@ -75,7 +75,7 @@ class Session:
             if fn is None:
                 mod = LAZY[cmd]
                 if mod not in self.ext:
-                    from uota.runtime import load
+                    from uota import load
 
                     self.ext[mod] = load("uota." + mod).Commands(self)
                 fn = getattr(self.ext[mod], "c_" + cmd)
@@ -159,7 +159,7 @@ class Session:
 
     def c_hello(self, arg):
         import gc
-        from uota.runtime import load
+        from uota import load
 
         gc.collect()
         cur = fs.version_info()

@@ -29,7 +29,7 @@ class Commands:
             raise Refused("error: a commit is in progress; reset the board to finish it")
         # load the commit code now, while nothing is staged: compiling it at end_ota, after
         # the whole transfer, can fail on a heap an app keeps churning
-        from uota.runtime import load
+        from uota import load
 
         self.commit = load("uota.commit")
         # a dropped earlier session leaves its staged files: they are reused (resume)
@@ -41,7 +41,7 @@ class Commands:
 
     def c_manifest(self, arg):
         # in its own module: one big module doesn't compile within a fragmented small heap
-        from uota.runtime import load
+        from uota import load
 
         load("uota.pending").receive(self, arg)
 
@@ -225,6 +225,6 @@ class Commands:
 
 
 def _packed():
-    from uota.runtime import load
+    from uota import load
 
     return load("uota.packed")
