@@ -161,11 +161,11 @@ def frame_damage(draw: st.DrawFn) -> Damage:
 
 
 # -- serial cases -----------------------------------------------------------------------
-# The board ends a session on input it can't frame (a line too long or not UTF-8, a
-# `file`/`manifest` header it can't parse, one sent before auth). Over serial the host's
-# frames still in flight then reach the REPL (reported in docs/reliability.md), so those
-# inputs are fuzzed over TCP; over serial every item keeps the stream framed, and the
-# damage goes into the serial frames themselves.
+# Over serial there is no half-close to end a body, so every item keeps the stream framed
+# (no `file`/`manifest` header whose body would swallow what follows), the damage goes into
+# the serial frames themselves, and about one case in ten ends with input on which the board
+# ends the session (a line too long or not UTF-8, a header it can't parse, a `file` before
+# auth): the session after it must start and answer as before.
 
 def _utf8_lines(item: bytes) -> bool:
     try:
@@ -195,6 +195,15 @@ def exact_manifest_commands(draw: st.DrawFn) -> bytes:
     return b"manifest " + str(len(body)).encode() + b"\n" + body
 
 
+session_enders = st.one_of(
+    st.binary(min_size=1, max_size=60).filter(lambda b: not _utf8_lines(b)).map(lambda b: b + b"\n"),
+    st.integers(513, 3000).map(lambda n: b"v" * n + b"\n"),  # longer than the board's line buffer
+    st.tuples(st.sampled_from([b"file ", b"zfile ", b"manifest "]),
+              st.sampled_from([b"", b";", b"a;;", b"a;b;c", b"x", b"-", b"1e3", b"\xff"])).map(
+        lambda t: t[0] + t[1] + b"\n"),
+)
+
+
 @st.composite
 def serial_cases(draw: st.DrawFn) -> Case:
     auth = draw(st.booleans())
@@ -203,4 +212,6 @@ def serial_cases(draw: st.DrawFn) -> Case:
     if auth:
         item = st.one_of(item, exact_file_commands(), exact_manifest_commands())
     items = draw(st.lists(item.filter(_utf8_lines), min_size=1, max_size=4))
+    if draw(st.integers(0, 9)) == 0:
+        items.append(draw(session_enders | exact_file_commands()) if not auth else draw(session_enders))
     return Case(auth, staged, items)

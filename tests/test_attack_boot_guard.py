@@ -114,3 +114,31 @@ def test_a_healthy_app_is_never_rolled_back(guarded: tuple[VirtualBoard, Path]) 
     wait_reachable(board.host, 2018)
     assert version(project) == "2.0.0"
     assert app_files(board) == new
+
+
+def test_serial_sessions_that_stop_the_boot_never_roll_back_a_healthy_app(guarded: tuple[VirtualBoard, Path]) -> None:
+    """Each serial session stops the boot with Ctrl-C and soft-resets the board after it.
+    Four in a row, each before the app could call mark_healthy(): once counted as four
+    unclean boots, which rolled the good app back."""
+    from uota_core.serial_transport import open_serial_link
+    from uota_core.session import Session
+
+    board, project = guarded
+    (project / "app" / "app.py").write_text(SLOW_HEALTHY.replace("time.sleep(1)\n    uota", "time.sleep(4)\n    uota"))
+    first_push(project, board, "new app up", version="2.0.0")
+    board.expect("boot marked healthy", timeout=20, since=board.console.rfind("new app up"))
+    new = app_files(board)
+    for _ in range(4):
+        mark = board.console_mark()
+        s = Session(open_serial_link(board.serial_port, timeout=10))
+        try:
+            assert s.version() == "2.0.0"
+        finally:
+            s.close()
+        board.expect(r"new app up|good app up", timeout=20, since=mark)  # the soft reset's boot (good: rolled back)
+    mark = board.console.rfind("new app up")
+    board.expect("boot marked healthy", timeout=20, since=mark)
+    assert "restoring the previous app set" not in board.console
+    assert board.console.count("new app up") >= 5
+    board.power_cut()
+    assert app_files(board) == new

@@ -116,10 +116,6 @@ def test_remoteio_calls_under_a_print_flood(tmp_path: Path, n: int) -> None:
         run_calls(board, project, n, None)
 
 
-@pytest.mark.xfail(reason="found here, not fixed yet: while the app prints flat out, the session can't "
-                          "compile its modules (MemoryError loading uota.pending or uota.commit, both "
-                          "before any byte is staged), so the push fails cleanly: nothing is applied",
-                   strict=False)
 @pytest.mark.parametrize("n", [pytest.param(300, id="sample", marks=pytest.mark.timeout(240)),
                                pytest.param(1000, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(1800)])])
 def test_remoteio_calls_under_a_print_flood_and_a_push(tmp_path: Path, n: int) -> None:

@@ -38,8 +38,10 @@ UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
 
 # modules the app may hold state in (RemoteIO handlers): never unloaded
 # and our own transport, which the next session reuses rather than compiles again
-# (uota.runtime too: the app thread runs in it)
-_KEEP = ("uota.remoteio", "uota.fs", "uota.runtime", "uota.transports", "uota.transports.uart")
+# (uota.runtime too: the app thread runs in it; uota.boot_guard: its state says whether
+# this boot was already healthy)
+_KEEP = ("uota.remoteio", "uota.fs", "uota.runtime", "uota.boot_guard", "uota.transports",
+         "uota.transports.uart")
 # the stopped main loop's code and state in uota.runtime (its poll object holds the closed
 # sockets): nothing runs it any more, so free it
 _LOOP_CODE = ("main", "_serve", "_guard_tick", "_idle", "_transports", "_poll", "unload")

@@ -4,6 +4,8 @@
 
 MAX_UNCLEAN = 3
 _clean = False
+_counted = False  # boot() has counted this boot
+_stopped = False  # a host stopped this boot for a serial session (see host_stopped_boot)
 healthy_requested = False  # set by uota.mark_healthy() from any thread
 
 
@@ -17,7 +19,7 @@ def unclean_count():
 
 def boot():
     """Run first at every boot. Returns 'rolled_back', 'committed' or 'ok'."""
-    global _clean
+    global _clean, _counted
     from uota import fs
 
     # uota.commit is loaded only when there is work for it: most boots have none
@@ -37,6 +39,7 @@ def boot():
         result = "rolled_back"
     _clean = False
     fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": n + 1})
+    _counted = True
     return result
 
 
@@ -59,3 +62,18 @@ def mark_clean():
         esp32.Partition.mark_app_valid_cancel_rollback()
     except Exception:  # no esp32 module, or firmware without rollback support
         pass
+
+
+def host_stopped_boot():
+    """A host stopped this boot with Ctrl-C to run a serial session (the board soft-resets
+    afterwards). That says nothing about the app, so the boot doesn't count as unclean:
+    three quick `uota ... --transport serial` commands must not roll back a good app."""
+    global _stopped
+    if _clean or _stopped or not _counted:
+        return
+    _stopped = True
+    from uota import fs
+
+    n = unclean_count()
+    if n > 0:
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": n - 1})

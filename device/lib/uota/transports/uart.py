@@ -224,6 +224,9 @@ def serve(key=0, inject=None):
     micropython.kbd_intr(-1)  # 0x03 is data now, not a KeyboardInterrupt
     s = UartStream(key)
     s._send(ACK)  # "ready": 0x03 is data from now on, so the host may start sending frames
+    guard = sys.modules.get("uota.boot_guard")  # absent on a board without the uota lib
+    if guard:
+        guard.host_stopped_boot()
     reset = False
     try:
         cmd, _, mode = s.line().partition(" ")
