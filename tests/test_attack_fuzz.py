@@ -56,7 +56,7 @@ class Watch:
         self.board = board
         # a session the board ends over serial soft-reboots it to restart the app, and each
         # boot updates the boot guard's count: that file may change then, nothing else
-        self.ignored = ("/ota_boot.json",) if reboots else ()
+        self.ignored = ("/ota_boot.json", "/ota_boot.json.tmp") if reboots else ()  # .tmp: caught mid-write
         self.files = self._snapshot()
         self.mark = board.console_mark()
         self.boots = board.console.count("rst:")
