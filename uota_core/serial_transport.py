@@ -165,7 +165,7 @@ def _launch(repl: _Repl, baud: int, timeout: float, mode: str) -> int:
     compile or raises. That is retried; from serve() on, frames are checked and resent.
     """
     last = ""
-    for _ in range(3):
+    for _ in range(6):  # a noisy line garbles the unchecked raw REPL code now and then
         try:
             enter_raw_repl(repl, baud)
             has, mpy_version = (int(w) for w in repl.exec(_PROBE).decode().split()[-2:])
