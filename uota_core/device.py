@@ -31,6 +31,7 @@ from uota_core.config import Config
 from uota_core.connect import wait_reachable
 from uota_core.errors import BoardError, UotaError
 from uota_core.link import Closing, LinkError, LinkTimeout
+from uota_core.outputlog import OutputLog
 from uota_core.push import PushResult, push
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import DeviceInfo, Session
@@ -45,34 +46,18 @@ class OutputTimeout(UotaError, AssertionError):
     """The expected text did not appear in the device's output in time."""
 
 
-class DeviceOutput:
+class DeviceOutput(OutputLog[str]):
     """Everything a device print()ed, as text: thread-safe, waitable, bounded."""
 
     def __init__(self) -> None:
-        self._buf: list[str] = []
-        self._text = ""
-        self._base = 0  # characters trimmed off the front, so marks stay valid
-        self._cond = threading.Condition()
+        super().__init__("", MAX_OUTPUT)
 
     def append(self, text: str) -> None:
-        if not text:
-            return
-        with self._cond:
-            self._text += text.replace("\r\n", "\n")
-            if len(self._text) > MAX_OUTPUT:
-                cut = len(self._text) - MAX_OUTPUT // 2
-                self._text = self._text[cut:]
-                self._base += cut
-            self._cond.notify_all()
-
-    def mark(self) -> int:
-        """An offset: `since(mark)` / `expect(..., since=mark)` look only at later output."""
-        with self._cond:
-            return self._base + len(self._text)
+        if text:
+            self._append(text.replace("\r\n", "\n"))
 
     def since(self, mark: int = 0) -> str:
-        with self._cond:
-            return self._text[max(0, mark - self._base):]
+        return self._since(mark)
 
     @property
     def text(self) -> str:
@@ -80,36 +65,22 @@ class DeviceOutput:
 
     def wait_more(self, since: int, timeout: float) -> tuple[str, int]:
         """Output after offset `since`, waiting up to `timeout` for some: (text, new offset)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._base + len(self._text) <= since:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            end = self._base + len(self._text)
-            return self._text[max(0, since - self._base):], end
+            self._wait(lambda: True if self.mark() > since else None, timeout)
+            return self._since(since), self.mark()
 
     def wait(self, pattern: str, timeout: float, since: int = 0) -> tuple[re.Match[str], int]:
         """Wait for regex `pattern` after offset `since`: (the match, the offset just past it).
 
         A timeout raises OutputTimeout quoting the output seen since `since`.
         """
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                start = max(0, since - self._base)
-                m = rx.search(self._text, start)
-                if m:
-                    return m, self._base + m.end()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    seen = self._text[start:]
-                    shown = seen if len(seen) <= 3000 else "...\n" + seen[-3000:]
-                    raise OutputTimeout(f"{pattern!r} not printed by the device within {timeout:g} s; "
-                                        f"its output so far:\n{shown or '(nothing)'}")
-                self._cond.wait(left)
+        found = self._search(re.compile(pattern), since, timeout)
+        if found is None:
+            seen = self._since(since)
+            shown = seen if len(seen) <= 3000 else "...\n" + seen[-3000:]
+            raise OutputTimeout(f"{pattern!r} not printed by the device within {timeout:g} s; "
+                                f"its output so far:\n{shown or '(nothing)'}")
+        return found
 
 
 class Device(Closing):
