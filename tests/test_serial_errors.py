@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,22 @@ def test_a_session_the_board_ends_on_bad_input_leaves_nothing_for_the_repl(ota_b
     ota_board.expect("listening on", timeout=15, since=mark)
     after = ota_board.console[mark:]
     assert "leaked into the REPL" not in after and "SyntaxError" not in after, after[-1500:]
+
+
+def test_closing_a_session_after_a_pause_leaves_nothing_for_the_repl(ota_board: VirtualBoard) -> None:
+    """Found by the serial fuzz soak: a host that closed a session it had left idle past the
+    retransmit timeout sent a POLL behind its CLOSE; the POLL reached the raw REPL after
+    the session, and its type byte (4) is Ctrl-D there: the bytes before it ran as code."""
+    from uota_core.serial_link import RTO
+    from uota_core.session import Session
+
+    ota_board.expect("listening on", timeout=15)
+    s = Session(open_serial_link(ota_board.serial_port))
+    assert s.ping()
+    time.sleep(RTO * 3)  # the scenario itself: a host idle past its retransmit timeout
+    mark = ota_board.console_mark()
+    s.close()
+    ota_board.expect("MPY: soft reboot", timeout=10, since=mark)
+    ota_board.expect("listening on", timeout=15, since=mark)
+    after = ota_board.console[mark:]
+    assert "<stdin>" not in after, after[-1500:]

@@ -110,6 +110,7 @@ class SerialLink(BufferedLink):
         self.peer_closed = False
         self.peer_resets = False
         self.dead = False
+        self.closing = False  # our CLOSE is out: send nothing else but CLOSE again
         self.heard = False  # any valid frame from the board yet
         self._damaged_seen = 0
         self.retransmits = 0
@@ -158,18 +159,24 @@ class SerialLink(BufferedLink):
                 self.rseq = (seq + 1) & 255
                 self.nak_sent = False
                 self._progress()
-                self._write(frame(ACK, 0, self.rseq, key=self.key))
+                self._answer(ACK)
             elif d < 128:
                 if not self.nak_sent:  # a gap: ask once for a resend
                     self.nak_sent = True
-                    self._write(frame(NAK, 0, self.rseq, key=self.key))
+                    self._answer(NAK)
             else:
-                self._write(frame(ACK, 0, self.rseq, key=self.key))  # a duplicate: our ack got lost
+                self._answer(ACK)  # a duplicate: our ack got lost
         elif t == NAK:
             self._resend()
         elif t == CLOSE:
             self.peer_closed = True
             self.peer_resets = payload == b"R"
+
+    def _answer(self, t: int) -> None:
+        # after our CLOSE the board may leave the session at any byte: whatever we send
+        # then reaches its raw REPL, where an ACK is Ctrl-B and a POLL Ctrl-D
+        if not self.closing:
+            self._write(frame(t, 0, self.rseq, key=self.key))
 
     def _progress(self) -> None:
         self._rto = RTO
@@ -185,7 +192,9 @@ class SerialLink(BufferedLink):
         if self.dead:
             raise LinkTimeout(f"{self.name}: the link already timed out")
         now = time.monotonic()
-        if now >= self._poll_at:
+        if self.closing:
+            self._poll_at = deadline  # no POLLs behind our CLOSE (see _answer)
+        elif now >= self._poll_at:
             # nothing heard for a while: a frame or an ack was lost, or the board is busy
             # (hashing, committing); POLL makes it resend and tell us what it is missing
             # the zeros first complete a frame the board may be stuck half-reading (a
@@ -267,6 +276,7 @@ class SerialLink(BufferedLink):
     def finish(self, timeout: float = 2.0) -> bool:
         """End the device session; True once the board said goodbye (within `timeout`)."""
         deadline = time.monotonic() + timeout
+        self.closing = True
         try:
             while not self.peer_closed and time.monotonic() < deadline:
                 # one CLOSE at a time, again only when unanswered: a spare one reaching a board
