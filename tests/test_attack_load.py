@@ -87,11 +87,14 @@ def run_calls(board: VirtualBoard, project: Path, n: int, push_at: int | None) -
         finally:
             pushed.set()
 
+    def free_now(call_id: int) -> int:
+        return int(caller.batch([call_id], "free_mem")[call_id])
+
     for start in range(1, n + 1, BATCH):
         ids = list(range(start, min(start + BATCH, n + 1)))
         assert caller.batch(ids) == {i: i for i in ids}  # each reply carries its own call's value
         if start % 50 == 1:
-            free.append((caller.reconnects, int(caller.batch([10**6 + start], "free_mem")[10**6 + start])))
+            free.append((caller.reconnects, free_now(10**6 + start)))
         if push_at is not None and start <= push_at < start + BATCH:
             threading.Thread(target=push_in_the_middle, daemon=True).start()
     if push_at is not None:
@@ -102,9 +105,16 @@ def run_calls(board: VirtualBoard, project: Path, n: int, push_at: int | None) -
     assert caller.prints > n  # the app really flooded the link with prints meanwhile
     last = [f for conn, f in free if conn == caller.reconnects]
     assert len(last) >= 3, free
-    # RAM: the last samples of the current boot are no lower than its early ones (8 KB slack)
-    assert min(last[-2:]) >= min(last[:2]) - 8192, free
-    print(f"load: {n} calls, {caller.prints} print frames, {caller.reconnects - 1} reconnects, free RAM {free}")
+    # RAM: at the end free RAM is back within 8 KB of the boot's early samples. Growth never
+    # comes back; a moment's use does (under CPU contention one sample read 28 KB among
+    # 77 KB ones), so a low end is sampled again, 5 times at most, before it counts
+    floor = min(last[:2]) - 8192
+    settled = [max(last[-2:])]
+    while settled[-1] < floor and len(settled) <= 5:
+        settled.append(max(settled[-1], free_now(2 * 10**6 + len(settled))))
+    assert settled[-1] >= floor, (free, settled)
+    print(f"load: {n} calls, {caller.prints} print frames, {caller.reconnects - 1} reconnects, free RAM {free}, "
+          f"at the end {settled}")
     return caller
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,70 @@ def test_sim_run_on_a_non_board_directory_fails_clearly(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert res.stderr.startswith("error: ") and "not a virtual board state directory" in res.stderr
     assert res.stdout == ""
+
+
+def _children(pid: int) -> dict[int, str]:
+    """{pid: command name} of the processes whose parent is `pid`, alive (not zombies)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if int(rest[1]) == pid and rest[0] != "Z":
+            found[int(stat.parent.name)] = name
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_supervisor_takes_its_vm_with_it(tmp_path: Path, ota_project: Path) -> None:
+    """SIGKILL leaves no clean-up to run: the VM must still not outlive its board's
+    supervisor (it would hold the board's address and write its flash under the next one).
+    The board runs the OTA stack and has gone quiet, so no write to a closed pipe ends it."""
+    from uota_core.bootstrap import install_offline
+    from uota_core.config import load_config
+    from uota_core.sim import VirtualBoard
+
+    state = tmp_path / "orphan"
+    board = VirtualBoard(state, name="orphan", baud=None, mdns=False).start(power_on=False)
+    install_offline(board.write_file, load_config(ota_project))
+    board.write_file("/app/app.py", "import uota\n\ndef run():\n    uota.mark_healthy()\n")
+    board.stop()
+
+    proc = subprocess.Popen([*UOTA, "sim", "run", "--state", str(state), "--no-mdns"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("serial=")
+        vms = [pid for pid, name in _children(proc.pid).items() if name == "micropython"]
+        assert len(vms) == 1, _children(proc.pid)
+        deadline = time.monotonic() + 20
+        while "boot marked healthy" not in (state / "console.log").read_text(errors="replace"):
+            assert time.monotonic() < deadline, "the board did not boot healthy"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+    deadline = time.monotonic() + 10
+    try:
+        while _alive(vms[0]):
+            assert time.monotonic() < deadline, f"the VM (pid {vms[0]}) outlived its killed supervisor"
+            time.sleep(0.05)
+    finally:
+        if _alive(vms[0]):
+            os.kill(vms[0], signal.SIGKILL)  # don't leave it running on a failure
+    # and the board starts again under a new supervisor
+    again = subprocess.Popen([*UOTA, "sim", "run", "--state", str(state), "--no-mdns"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert again.stdout.readline().startswith("serial=")
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=20)
+    assert again.returncode == 0

@@ -11,6 +11,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,13 +98,41 @@ class BootConfig:
         return env
 
 
+# A VM must die with the supervisor that plays its board, even a SIGKILLed one: an orphan
+# would keep the board's address and write its flash under the next supervisor. Linux
+# sends the parent-death signal when the *thread* that forked the child ends, so every VM
+# is forked by one thread that lives as long as the process. setpriv sets the signal
+# between fork and exec (a preexec_fn would need Python in the forked child).
+_SETPRIV = shutil.which("setpriv")
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _forget_spawner() -> None:
+    global _spawner
+    _spawner = None  # a forked child has no spawner thread, only its record
+
+
+os.register_at_fork(after_in_child=_forget_spawner)
+
+
+def _spawn(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uota-vm-spawner")
+    if _SETPRIV:
+        args = [_SETPRIV, "--pdeathsig", "KILL", *args]
+    return _spawner.submit(subprocess.Popen, args, **kwargs).result()  # type: ignore[arg-type]
+
+
 class VmProcess:
     """A running VM. `kill()` is a power cut: SIGKILL, nothing flushed."""
 
     def __init__(self, binary: str, heap: int, boot: BootConfig, stdin: int, stdout: int,
                  stderr: int) -> None:
         firmware = device_dir() / "sim" / "firmware.py"
-        self.proc = subprocess.Popen(
+        self.proc = _spawn(
             [binary, "-X", f"heapsize={heap + EMULATION_HEAP}", str(firmware)],
             stdin=stdin,
             stdout=stdout,
