@@ -117,3 +117,19 @@ def test_closing_a_session_after_a_pause_leaves_nothing_for_the_repl(ota_board: 
     ota_board.expect("listening on", timeout=15, since=mark)
     after = ota_board.console[mark:]
     assert "<stdin>" not in after, after[-1500:]
+
+
+def test_a_close_frame_never_holds_a_raw_repl_control_key() -> None:
+    """Whatever the session key and ack, the host's CLOSE has no Ctrl-A..Ctrl-D byte (it may
+    reach a board already back in its raw REPL), and it still parses as a CLOSE."""
+    import random
+
+    from uota_core.serial_link import CLOSE, REPL_KEYS, FrameParser, close_frame
+
+    rng = random.Random(6)
+    for key in [0, *(rng.randrange(1 << 31) for _ in range(300))]:
+        for ack in (0, 1, 2, 3, 4, rng.randrange(256)):
+            f = close_frame(ack, key)
+            assert not REPL_KEYS.intersection(f), (key, ack, f)
+            frames, junk = FrameParser(key).feed(f)
+            assert [t for t, *_ in frames] == [CLOSE] and not junk, (key, ack, f)

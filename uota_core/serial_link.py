@@ -32,6 +32,22 @@ def frame(t: int, seq: int, ack: int, payload: bytes = b"", key: int = 0) -> byt
     return SYNC + head + zlib.crc32(head, key).to_bytes(4, "little")
 
 
+REPL_KEYS = frozenset(b"\x01\x02\x03\x04")  # Ctrl-A to Ctrl-D: they act in the raw REPL
+
+
+def close_frame(ack: int, key: int = 0) -> bytes:
+    """A CLOSE without Ctrl-A to Ctrl-D in it. A CLOSE can reach a board that has already
+    left the session (a resend, or one to end a session it may not run): there its bytes
+    are typed into the raw REPL, where Ctrl-D would run them. Seq means nothing in a CLOSE
+    and the board drops nothing it needs on its ack while closing, so both may vary."""
+    for seq in range(256):
+        for a in (ack, *range(256)):
+            f = frame(CLOSE, seq, a, key=key)
+            if not REPL_KEYS.intersection(f):
+                return f
+    raise AssertionError("unreachable: most (seq, ack) pairs give a clean frame")
+
+
 def _ahead(a: int, b: int) -> int:
     """How far sequence number `a` is past `b`, modulo 256."""
     return (a - b) & 255
@@ -282,7 +298,7 @@ class SerialLink(BufferedLink):
                 # one CLOSE at a time, again only when unanswered: a spare one reaching a board
                 # that has left the session is typed into its REPL, and a frame's bytes can be
                 # Ctrl-B or Ctrl-D there (the app would then not be started again)
-                self._write(frame(CLOSE, 0, self.rseq, key=self.key))
+                self._write(close_frame(self.rseq, self.key))
                 if self.dead:
                     return False
                 resend_at = min(deadline, time.monotonic() + CLOSE_RESEND)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from uota_core.link import DEFAULT_TIMEOUT, LinkClosed, LinkError, LinkTimeout
 from uota_core.rawrepl import RawRepl, RawReplError
 from uota_core.resources import device_dir
-from uota_core.serial_link import CLOSE, MAXP, PrintSink, SerialLink, frame
+from uota_core.serial_link import MAXP, PrintSink, SerialLink, close_frame
 from uota_core.serialport import open_port
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0) -> None:
         if not unstuck:
             # a serial session of an earlier, interrupted run may still own the UART (Ctrl-C
             # is data there): fill any half-read frame with spaces, then tell it to close
-            ser.write(b" " * (MAXP + 10) + frame(CLOSE, 0, 0) * 2)
+            ser.write(b" " * (MAXP + 10) + close_frame(0) * 2)
             unstuck = True
         if not seen.endswith(b">>> "):
             # no prompt yet: interrupt again (more Ctrl-Cs than needed can land in the
