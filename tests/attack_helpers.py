@@ -88,6 +88,7 @@ def secured_board(state: Path, project: Path, name: str = "attackboard", app_up:
         yield board
     finally:
         print(board.console[-4000:])  # shown by pytest only when the test failed
+        print(board.describe())
         board.stop()
 
 

@@ -57,4 +57,5 @@ def ota_board(tmp_path: Path, ota_project: Path) -> Iterator[VirtualBoard]:
         yield b
     finally:
         print(b.console[-6000:])  # pytest shows it only when the test failed
+        print(b.describe())
         b.stop()

@@ -180,6 +180,23 @@ class VirtualBoard:
             raise BoardError("mDNS is disabled for this board")
         return self._mdns.registered
 
+    def describe(self) -> str:
+        """The supervisor's view, for a failure report: is the VM alive and in what state,
+        what the REPL waits for, which char interrupts, and what crossed the serial line."""
+        vm, uart = self._vm, self._uart
+        parts = [f"repl={self.repl_mode}"]
+        if vm is None:
+            parts.append("vm=none")
+        else:
+            try:
+                state = Path(f"/proc/{vm.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                state = "gone"
+            parts.append(f"vm={vm.pid} alive={vm.alive()} state={state}")
+        if uart is not None:
+            parts.append(f"intr={uart.interrupt_char} line={uart.stats}")
+        return " ".join(parts)
+
     # ---- console ------------------------------------------------------------------------
 
     @property
