@@ -126,7 +126,7 @@ class SerialLink(BufferedLink):
         self.peer_closed = False
         self.peer_resets = False
         self.dead = False
-        self.closing = False  # our CLOSE is out: send nothing else but CLOSE again
+        self.closing = False  # our CLOSE is out: send nothing else but CLOSE again (see _write)
         self.heard = False  # any valid frame from the board yet
         self._damaged_seen = 0
         self.retransmits = 0
@@ -175,24 +175,18 @@ class SerialLink(BufferedLink):
                 self.rseq = (seq + 1) & 255
                 self.nak_sent = False
                 self._progress()
-                self._answer(ACK)
+                self._write(frame(ACK, 0, self.rseq, key=self.key))
             elif d < 128:
                 if not self.nak_sent:  # a gap: ask once for a resend
                     self.nak_sent = True
-                    self._answer(NAK)
+                    self._write(frame(NAK, 0, self.rseq, key=self.key))
             else:
-                self._answer(ACK)  # a duplicate: our ack got lost
+                self._write(frame(ACK, 0, self.rseq, key=self.key))  # a duplicate: our ack got lost
         elif t == NAK:
             self._resend()
         elif t == CLOSE:
             self.peer_closed = True
             self.peer_resets = payload == b"R"
-
-    def _answer(self, t: int) -> None:
-        # after our CLOSE the board may leave the session at any byte: whatever we send
-        # then reaches its raw REPL, where an ACK is Ctrl-B and a POLL Ctrl-D
-        if not self.closing:
-            self._write(frame(t, 0, self.rseq, key=self.key))
 
     def _progress(self) -> None:
         self._rto = RTO
@@ -208,9 +202,7 @@ class SerialLink(BufferedLink):
         if self.dead:
             raise LinkTimeout(f"{self.name}: the link already timed out")
         now = time.monotonic()
-        if self.closing:
-            self._poll_at = deadline  # no POLLs behind our CLOSE (see _answer)
-        elif now >= self._poll_at:
+        if now >= self._poll_at:
             # nothing heard for a while: a frame or an ack was lost, or the board is busy
             # (hashing, committing); POLL makes it resend and tell us what it is missing
             # the zeros first complete a frame the board may be stuck half-reading (a
@@ -227,7 +219,12 @@ class SerialLink(BufferedLink):
         if data:
             self._feed(data)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, close: bool = False) -> None:
+        if self.closing and not close:
+            # our CLOSE is out and the board may leave the session at any byte: whatever we
+            # send then reaches its raw REPL, where an ACK is Ctrl-B, a POLL Ctrl-D and a
+            # resent DATA frame text to run, so only CLOSE goes again
+            return
         try:
             self.ser.write(data)
         except (serial.SerialException, OSError) as e:
@@ -298,7 +295,7 @@ class SerialLink(BufferedLink):
                 # one CLOSE at a time, again only when unanswered: a spare one reaching a board
                 # that has left the session is typed into its REPL, and a frame's bytes can be
                 # Ctrl-B or Ctrl-D there (the app would then not be started again)
-                self._write(close_frame(self.rseq, self.key))
+                self._write(close_frame(self.rseq, self.key), close=True)
                 if self.dead:
                     return False
                 resend_at = min(deadline, time.monotonic() + CLOSE_RESEND)
