@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from uota_core.sim.vm import process_stat
+
 pytestmark = pytest.mark.timeout(60)
 
 UOTA = [sys.executable, "-m", "uota_core.cli"]
@@ -67,22 +69,16 @@ def test_sim_run_on_a_non_board_directory_fails_clearly(tmp_path: Path) -> None:
 def _children(pid: int) -> dict[int, str]:
     """{pid: command name} of the processes whose parent is `pid`, alive (not zombies)."""
     found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # it ended meanwhile
-        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        if int(rest[1]) == pid and rest[0] != "Z":
-            found[int(stat.parent.name)] = name
+    for proc in Path("/proc").glob("[0-9]*"):
+        stat = process_stat(int(proc.name))  # None: it ended meanwhile
+        if stat and stat[2] == pid and stat[1] != "Z":
+            found[int(proc.name)] = stat[0]
     return found
 
 
 def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    stat = process_stat(pid)
+    return stat is not None and stat[1] != "Z"
 
 
 def test_a_killed_supervisor_takes_its_vm_with_it(tmp_path: Path, ota_project: Path) -> None:

@@ -24,6 +24,7 @@ from uota_core.sim.vm import (
     VmProcess,
     find_micropython,
     parse_heap,
+    process_stat,
 )
 
 DEFAULT_BAUD = 115200
@@ -188,10 +189,8 @@ class VirtualBoard:
         if vm is None:
             parts.append("vm=none")
         else:
-            try:
-                state = Path(f"/proc/{vm.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                state = "gone"
+            stat = process_stat(vm.pid)
+            state = stat[1] if stat else "gone"
             parts.append(f"vm={vm.pid} alive={vm.alive()} state={state}")
         if uart is not None:
             parts.append(f"intr={uart.interrupt_char} line={uart.stats}")

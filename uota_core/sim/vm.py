@@ -126,6 +126,16 @@ def _spawn(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
     return _spawner.submit(subprocess.Popen, args, **kwargs).result()  # type: ignore[arg-type]
 
 
+def process_stat(pid: int) -> tuple[str, str, int] | None:
+    """(command name, state letter, parent pid) of a process from /proc, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+    return name, rest[0], int(rest[1])
+
+
 class VmProcess:
     """A running VM. `kill()` is a power cut: SIGKILL, nothing flushed."""
 
