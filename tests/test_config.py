@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 from uota_core.config import ConfigError, find_project, load_config, write_secrets
+from uota_core.keys import generate_password, generate_signing_key, password_problem, signing_key_problem
+
+KEY = "1c1fb904024ccb2735147c330a41b52fb9deab4b191c8d1a5117fed131ed9c68"  # 32 random bytes
+PASSWORD = "a_FliLdLtnUNyn3goqN1LEpz"
 
 
 def make(tmp_path: Path, cfg: object, secrets: object | None = None) -> Path:
@@ -19,10 +23,10 @@ def make(tmp_path: Path, cfg: object, secrets: object | None = None) -> Path:
 
 
 def test_secrets_merge_over_config_and_defaults_fill_the_rest(tmp_path: Path) -> None:
-    root = make(tmp_path, {"port": 3000, "otaPassword": "in-config"}, {"otaPassword": "secret", "signingKey": "k"})
+    root = make(tmp_path, {"port": 3000, "otaPassword": "in-config"}, {"otaPassword": PASSWORD, "signingKey": KEY})
     cfg = load_config(root)
     assert cfg["port"] == 3000 and cfg["remoteioPort"] == 2019
-    assert cfg.password == "secret" and cfg.signing_key == "k"
+    assert cfg.password == PASSWORD and cfg.signing_key == KEY
     assert cfg.source["otaPassword"] == "config/.ota.secrets.json" and cfg.source["port"] == "config/ota.json"
 
 
@@ -53,7 +57,51 @@ def test_find_project_walks_up_like_git(tmp_path: Path) -> None:
 
 
 def test_write_secrets_merges_and_is_private(tmp_path: Path) -> None:
-    root = make(tmp_path, {}, {"signingKey": "k"})
-    path = write_secrets(root, {"otaPassword": "pw"})
-    assert json.loads(path.read_text()) == {"signingKey": "k", "otaPassword": "pw"}
+    root = make(tmp_path, {}, {"signingKey": KEY})
+    path = write_secrets(root, {"otaPassword": PASSWORD})
+    assert json.loads(path.read_text()) == {"signingKey": KEY, "otaPassword": PASSWORD}
     assert path.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("signingKey", "my-hmac-secret", "it holds only 10 bytes (14 base64 characters)"),
+    ("signingKey", KEY[:40], "it holds only 20 bytes (40 hex digits)"),
+    ("signingKey", "k3y that must never leak, 0123456789!", "it looks typed by hand"),
+    ("signingKey", "deadbeef" * 8, "too regular to be random"),
+    ("signingKey", "0123456789abcdef" * 4, "too regular to be random"),
+    ("signingKey", "a" * 64, "too regular to be random"),
+    ("signingKey", "thisismysigningkeythatisverylongindeedyesss", "too regular to be random"),
+    ("otaPassword", "pw-1", "it has 4 characters; use at least 12"),
+    ("otaPassword", "Password123!", "on the list of passwords guessers try first"),
+    ("otaPassword", "correct horse battery staple", "on the list of passwords guessers try first"),
+    ("otaPassword", "qwertyuiop12", "on the list of passwords guessers try first"),
+    ("otaPassword", "123456789012", "too regular"),
+    ("otaPassword", "abcabcabcabc", "too regular"),
+    ("otaPassword", "zzzzzzzzzzzzzzzz", "too regular"),
+])
+def test_weak_secrets_are_refused_with_what_to_do(tmp_path: Path, key: str, value: str, problem: str) -> None:
+    root = make(tmp_path, {}, {key: value})
+    with pytest.raises(ConfigError) as info:
+        load_config(root)
+    message = str(info.value)
+    assert message.startswith(f"config/.ota.secrets.json: {key} is too weak: ") and problem in message
+    assert "`uota keygen`" in message and "`uota bootstrap`" in message
+    # write_secrets (uota passwd) refuses the same value and leaves the file as it was
+    before = (root / "config" / ".ota.secrets.json").read_bytes()
+    with pytest.raises(ConfigError, match=f"not written to config/.ota.secrets.json: {key} is too weak"):
+        write_secrets(root, {key: value})
+    assert (root / "config" / ".ota.secrets.json").read_bytes() == before
+
+
+def test_weak_secrets_in_the_wrong_file_are_refused_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config/ota.json: signingKey is too weak"):
+        load_config(make(tmp_path, {"signingKey": "k"}))
+
+
+def test_empty_secrets_mean_off_and_generated_ones_always_pass(tmp_path: Path) -> None:
+    cfg = load_config(make(tmp_path, {}, {"otaPassword": "", "signingKey": ""}))
+    assert cfg.password == "" and cfg.signing_key == ""
+    for _ in range(2000):  # the checks must never refuse what keygen makes
+        key, password = generate_signing_key(), generate_password()
+        assert len(key) == 64 and len(password) >= 12
+        assert signing_key_problem(key) is None and password_problem(password) is None

@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 
 from uota_core.auth import manifest_signature, signing_payload
-from uota_core.config import load_config
-from uota_core.manifest import desired_files, local_manifest, matches, select_files
+from uota_core.config import ConfigError, load_config
+from uota_core.ignore import IgnoreError
+from uota_core.manifest import ExcludedFileError, desired_files, local_manifest, matches, scan_project, select_files
+
+KEY = "fd29d4815604b8c8c328954388e6aa773a7950f22eb957f7bd893f45b716a839"
+PASSWORD = "45Qa9fkaMc1k7QD5R0z6EITf"
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,14 +49,14 @@ def test_selection_excludes_and_never_pushes_the_stack_or_secrets(tmp_path: Path
 
 def test_local_manifest_fast_and_full(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "ota.json").write_text(json.dumps({"signingKey": "leak?", "ssid": "x"}))
+    (tmp_path / "config" / "ota.json").write_text(json.dumps({"signingKey": KEY, "ssid": "x"}))
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "a.py").write_text("A")
     (tmp_path / "extra.py").write_text("E")
     cfg = load_config(tmp_path)
     fast = local_manifest(cfg, "fast")
     assert sorted(fast) == ["app/a.py", "config/ota.json"]
-    assert b"leak?" not in fast["config/ota.json"].data  # secrets never in a pushed file
+    assert KEY.encode() not in fast["config/ota.json"].data  # secrets never in a pushed file
     assert sorted(local_manifest(cfg, "full")) == ["app/a.py", "config/ota.json", "extra.py"]
 
 
@@ -85,3 +89,89 @@ def test_host_and_device_compute_the_same_signature(tmp_path: Path) -> None:
     import hashlib
     import hmac
     assert out[1] == hmac.new(b"x" * 100, b"msg", hashlib.sha256).hexdigest()  # long keys are hashed first
+
+
+def project(root: Path, files: dict[str, str], secrets: dict[str, str] | None = None, **config: object) -> Path:
+    for rel, text in {"config/ota.json": json.dumps(config), **files}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    if secrets is not None:
+        (root / "config" / ".ota.secrets.json").write_text(json.dumps(secrets))
+    return root
+
+
+# the files the outside attack got pushed (issue 11), and their relatives
+LEAKY = ["config/.ota.secrets.json.bak", "config/.ota.secrets.json~", ".ota.secrets.json~", "config/secrets.json",
+         "app/My_Secret.py", "app/tls.key", "app/tls.pem", ".env", "app/.env.local", "app/a.py.bak", "app/a.py~",
+         "app/.a.py.swp", "app/.a.py.swo", "app/.#a.py", "app/#a.py#", "app/a.py.orig", "app/x.tmp", ".DS_Store",
+         "app/.DS_Store"]
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_secrets_and_backups_are_never_pushed_and_are_reported(tmp_path: Path, mode: str) -> None:
+    root = project(tmp_path, {"app/a.py": "A", "main.py": "M", "app/secrets/wifi.py": "W",
+                              **{rel: "copy" for rel in LEAKY}})
+    scan = scan_project(load_config(root), mode)
+    assert sorted(scan.files) == ["app/a.py", "config/ota.json", "main.py"]
+    assert sorted(scan.excluded) == sorted(
+        [rel for rel in LEAKY if mode == "full" or rel.startswith(("app/", "config/"))] + ["app/secrets/"])
+    assert scan.excluded["config/secrets.json"] == "*secret* (built-in secrets list:1)"
+    assert scan.excluded["app/a.py~"] == "*~ (built-in backup list:2)"
+
+
+def test_uotaignore_adds_exclusions_and_can_undo_backup_defaults_but_not_secrets(tmp_path: Path) -> None:
+    ignore = "\n".join(["# local notes and build output", "", "notes/", "/app/big_*.bin", "**/fixtures/**",
+                        "!app/keep.orig", "!config/secrets.json", "!app/fixtures/tiny.py", "*.md"])
+    root = project(tmp_path, {".uotaignore": ignore, "app/a.py": "A", "app/keep.orig": "K", "app/drop.orig": "D",
+                              "app/notes/n.txt": "N", "app/big_1.bin": "B", "app/sub/big_2.bin": "B2",
+                              "app/fixtures/tiny.py": "T", "app/fixtures/x.py": "X", "app/README.md": "R",
+                              "config/secrets.json": "S"})
+    scan = scan_project(load_config(root), "fast")
+    assert sorted(scan.files) == ["app/a.py", "app/fixtures/tiny.py", "app/keep.orig", "app/sub/big_2.bin",
+                                  "config/ota.json"]
+    assert scan.excluded == {"app/notes/": "notes/ (.uotaignore:3)", "app/big_1.bin": "/app/big_*.bin (.uotaignore:4)",
+                             "app/fixtures/x.py": "**/fixtures/** (.uotaignore:5)",
+                             "app/README.md": "*.md (.uotaignore:9)", "app/drop.orig": "*.orig (built-in backup list:7)",
+                             "config/secrets.json": "*secret* (built-in secrets list:1)"}
+
+
+def test_a_bad_uotaignore_is_a_clear_error(tmp_path: Path) -> None:
+    root = project(tmp_path, {".uotaignore": "*.bak\napp/[x.py\n", "app/a.py": "A"})
+    with pytest.raises(IgnoreError, match=r"^\.uotaignore:2: 'app/\[x\.py': '\[' is never closed"):
+        scan_project(load_config(root), "fast")
+    (root / ".uotaignore").write_bytes(b"\xff\xfe*.bak\n")
+    with pytest.raises(ConfigError, match="cannot read .uotaignore: .*fix or delete it"):
+        scan_project(load_config(root), "fast")
+
+
+def test_a_secrets_file_named_in_the_globs_is_refused_with_the_reason(tmp_path: Path) -> None:
+    root = project(tmp_path, {"app/a.py": "A", "config/secrets.json": "{}"},
+                   fastOtaFiles=["app/**", "config/secrets.json"])
+    with pytest.raises(ExcludedFileError) as info:
+        local_manifest(load_config(root), "fast")
+    assert str(info.value).startswith("config/secrets.json is listed in the push globs, but uota never pushes a "
+                                      "file that looks like a secret (it matches *secret* (built-in secrets list:1))")
+
+
+@pytest.mark.parametrize(("where", "name"), [(10, "signingKey"), (65536 - 20, "signingKey"), (65536 * 2 + 3, "otaPassword")])
+def test_a_file_holding_a_key_is_refused_wherever_the_key_sits(tmp_path: Path, where: int, name: str) -> None:
+    secret = KEY if name == "signingKey" else PASSWORD
+    body = "#" * where + secret + "\n" + "#" * 100  # across a read-block boundary too
+    root = project(tmp_path, {"app/a.py": "A", "app/settings.py": body},
+                   secrets={"signingKey": KEY, "otaPassword": PASSWORD})
+    with pytest.raises(ExcludedFileError) as info:
+        local_manifest(load_config(root), "full")
+    assert str(info.value).startswith(f"app/settings.py contains the {name} from config/.ota.secrets.json, and "
+                                      "uota never pushes a file holding a key")
+    (root / ".uotaignore").write_text("settings.py\n")  # the way out the message offers
+    assert sorted(local_manifest(load_config(root), "full")) == ["app/a.py", "config/ota.json"]
+
+
+def test_excluded_files_on_the_board_are_neither_pushed_nor_dropped(tmp_path: Path) -> None:
+    root = project(tmp_path, {"app/a.py": "A", ".uotaignore": "app/cal.dat\n"})
+    scan = scan_project(load_config(root), "full")
+    installed = {"app/a.py": "0" * 64, "app/cal.dat": "1" * 64, "app/a.py.bak": "2" * 64, "app/gone.py": "3" * 64}
+    for mode in ("fast", "full"):
+        desired = desired_files(scan.files, installed, mode, ["app/**"], scan.exclusions.excludes)
+        assert desired == {"app/a.py": scan.files["app/a.py"].sha256, "app/cal.dat": "1" * 64,
+                           "app/a.py.bak": "2" * 64, "config/ota.json": scan.files["config/ota.json"].sha256}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from uota_core.errors import UotaError
+from uota_core.keys import KEYGEN_HINT, password_problem, signing_key_problem
 
 CONFIG_FILE = "config/ota.json"
 SECRETS_FILE = "config/.ota.secrets.json"
@@ -142,7 +143,17 @@ def load_config(root: str | Path) -> Config:
                 raise ConfigError(f"{rel}: key {key!r} must be {rule[1]}, got {json.dumps(value)}")
             cfg.values[key] = value
             cfg.source[key] = rel
+    for key in SECRET_KEYS:
+        check_secret(key, cfg.values[key], cfg.source[key])
     return cfg
+
+
+def check_secret(key: str, value: str, where: str) -> None:
+    """Refuse a weak otaPassword or signingKey (empty is allowed: auth or signing off)."""
+    problem = (password_problem if key == "otaPassword" else signing_key_problem)(value)
+    if problem is not None:
+        raise ConfigError(f"{where}: {key} is too weak: {problem}. {KEYGEN_HINT}, put them in "
+                          f"{SECRETS_FILE} and provision the board with `uota bootstrap` (or `uota passwd`)")
 
 
 def find_project(start: str | Path | None = None) -> Path:
@@ -158,6 +169,9 @@ def write_secrets(root: Path, updates: dict[str, Any]) -> Path:
     """Merge `updates` into config/.ota.secrets.json (created 0600)."""
     path = root / SECRETS_FILE
     data = _read_json(path, SECRETS_FILE) if path.is_file() else {}
+    for key, value in updates.items():
+        if key in SECRET_KEYS:
+            check_secret(key, value, f"not written to {SECRETS_FILE}")
     data.update(updates)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

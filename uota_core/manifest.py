@@ -7,16 +7,29 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config
+from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config, ConfigError
+from uota_core.errors import UotaError
+from uota_core.ignore import IgnoreRules, Rule
 
 # Never pushed, whatever the globs say: the OTA stack and its state on the device
-# (installed by `uota bootstrap` only), the secrets, and host-side caches.
-ALWAYS_EXCLUDED = ("boot.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc")
+# (installed by `uota bootstrap` only), the secrets, and host-side files.
+IGNORE_FILE = ".uotaignore"
+ALWAYS_EXCLUDED = ("boot.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc", IGNORE_FILE)
+# Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
+# whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
+SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*", ".ota.secrets.json*"],
+                                 "built-in secrets list", ignorecase=True)
+BACKUP_RULES = IgnoreRules.parse(["*.bak", "*~", "*.swp", "*.swo", ".#*", "\\#*#", "*.orig", "*.tmp",
+                                  ".DS_Store"], "built-in backup list")
+
+
+class ExcludedFileError(UotaError):
+    """A push would carry a secret: a secrets-like file named explicitly, or a file holding a key."""
 
 
 @lru_cache(maxsize=256)
@@ -53,20 +66,93 @@ def protected_on_device(path: str) -> bool:
             or path == SECRETS_FILE)
 
 
-def select_files(root: Path, include: Iterable[str], exclude: Iterable[str]) -> list[str]:
-    """Relative posix paths of the files under `root` matched by `include` and not `exclude`."""
-    include, exclude = list(include), list(exclude) + list(ALWAYS_EXCLUDED)
+def _why(rule: Rule) -> str:
+    return f"{rule.pattern} ({rule.source})"
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    """What a push leaves out: excludedFiles + ALWAYS_EXCLUDED (globs, not reported), the
+    secrets list, and the backup list + .uotaignore (gitignore rules, reported)."""
+
+    globs: tuple[str, ...]
+    ignore: IgnoreRules
+
+    @classmethod
+    def load(cls, root: Path, exclude: Iterable[str]) -> "Exclusions":
+        ignore = BACKUP_RULES
+        path = root / IGNORE_FILE
+        if path.is_file():
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"cannot read {IGNORE_FILE}: {e}: fix or delete it") from None
+            ignore = ignore + IgnoreRules.parse(lines, IGNORE_FILE)
+        return cls(tuple(exclude) + ALWAYS_EXCLUDED, ignore)
+
+    def reason(self, path: str, is_dir: bool = False) -> str | None:
+        """Why `path` (or a directory it is in) is left out: a reported reason, "" for the
+        configured globs, None if it is not excluded."""
+        if matches(f"{path}/\x00" if is_dir else path, self.globs):
+            return ""
+        rule = SECRET_RULES.excluding(path, is_dir) or self.ignore.excluding(path, is_dir)
+        return _why(rule) if rule is not None else None
+
+    def excludes(self, path: str) -> bool:
+        return self.reason(path) is not None
+
+
+@dataclass
+class Selection:
+    files: list[str]  # relative posix paths to push, sorted
+    excluded: dict[str, str]  # path (a directory ends in "/") -> the rule that left it out
+
+
+def _refuse_named_secrets(root: Path, include: list[str]) -> None:
+    """A secrets-like file the user names outright is refused, not silently skipped."""
+    for pattern in include:
+        if any(c in pattern for c in "*?[") or not (root / pattern).is_file():
+            continue
+        rule = SECRET_RULES.excluding(pattern.strip("/"))
+        if rule is not None:
+            raise ExcludedFileError(
+                f"{pattern} is listed in the push globs, but uota never pushes a file that looks like a secret "
+                f"(it matches {_why(rule)}): remove it from fastOtaFiles/fullOtaFiles; keys belong in "
+                f"{SECRETS_FILE}, which reaches the board only through `uota bootstrap`")
+
+
+def scan_files(root: Path, include: Iterable[str], exclusions: Exclusions) -> Selection:
+    """The files under `root` matched by `include` and not excluded, and the excluded ones."""
+    include = list(include)
+    _refuse_named_secrets(root, include)
     found: list[str] = []
+    excluded: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        # prune directories whose whole content is excluded (.git, .venv, ...)
-        dirnames[:] = sorted(d for d in dirnames if not matches(f"{rel_dir}{d}/\x00", exclude))
+        keep = []
+        for d in sorted(dirnames):  # prune excluded directories (.git, .venv, secrets/, ...)
+            why = exclusions.reason(rel_dir + d, is_dir=True)
+            if why is None:
+                keep.append(d)
+            elif why and matches(f"{rel_dir}{d}/\x00", include):
+                excluded[f"{rel_dir}{d}/"] = why
+        dirnames[:] = keep
         for name in sorted(filenames):
             rel = rel_dir + name
-            if matches(rel, include) and not matches(rel, exclude):
+            if not matches(rel, include):
+                continue
+            why = exclusions.reason(rel)
+            if why is None:
                 found.append(rel)
-    return sorted(found)
+            elif why:
+                excluded[rel] = why
+    return Selection(sorted(found), excluded)
+
+
+def select_files(root: Path, include: Iterable[str], exclude: Iterable[str]) -> list[str]:
+    """Relative posix paths of the files under `root` matched by `include` and not excluded."""
+    return scan_files(root, include, Exclusions.load(root, exclude)).files
 
 
 @dataclass(frozen=True)
@@ -98,44 +184,85 @@ def _device_config_bytes(path: Path) -> bytes | None:
     return (json.dumps({k: v for k, v in data.items() if k not in SECRET_KEYS}, indent=2) + "\n").encode()
 
 
-def hash_file(path: Path) -> tuple[str, int]:
+def hash_file(path: Path, needles: Mapping[str, bytes] | None = None) -> tuple[str, int, str | None]:
+    """sha256 and size of the file, and the name of the first of `needles` found in it."""
     h = hashlib.sha256()
     size = 0
+    found = None
+    overlap = max((len(n) for n in (needles or {}).values()), default=1) - 1
+    tail = b""
     with open(path, "rb") as f:
         while block := f.read(65536):
             h.update(block)
             size += len(block)
-    return h.hexdigest(), size
+            if needles and found is None:
+                window = tail + block  # a needle may straddle two blocks
+                found = next((name for name, n in needles.items() if n in window), None)
+                tail = window[-overlap:] if overlap else b""
+    return h.hexdigest(), size, found
 
 
-def local_file(root: Path, rel: str) -> LocalFile:
+def secret_needles(cfg: Config) -> dict[str, bytes]:
+    """The configured secrets, as the bytes a file holding one would contain."""
+    return {k: cfg.values[k].encode() for k in SECRET_KEYS if cfg.values.get(k)}
+
+
+def local_file(root: Path, rel: str, needles: Mapping[str, bytes] | None = None) -> LocalFile:
+    """One file to push; a file holding one of `needles` (the secrets) is refused."""
     source = root / rel
-    if rel == CONFIG_FILE:
-        data = _device_config_bytes(source)
-        if data is not None:
-            return LocalFile(rel, hashlib.sha256(data).hexdigest(), len(data), source, data)
-    sha, size = hash_file(source)
-    return LocalFile(rel, sha, size, source)
+    data = _device_config_bytes(source) if rel == CONFIG_FILE else None
+    if data is not None:
+        sha, size = hashlib.sha256(data).hexdigest(), len(data)
+        found = next((name for name, n in (needles or {}).items() if n in data), None)
+    else:
+        sha, size, found = hash_file(source, needles)
+    if found is not None:
+        raise ExcludedFileError(
+            f"{rel} contains the {found} from {SECRETS_FILE}, and uota never pushes a file holding a key: "
+            f"remove the value from the file (the board gets its secrets from `uota bootstrap`), or add "
+            f"the file to {IGNORE_FILE}")
+    return LocalFile(rel, sha, size, source, data)
+
+
+def push_globs(cfg: Config, mode: str) -> list[str]:
+    """The globs `uota fast` (mode 'fast') or `uota full` ('full') covers."""
+    return list(cfg["fastOtaFiles"]) + ([] if mode == "fast" else list(cfg["fullOtaFiles"]))
+
+
+@dataclass
+class Scan:
+    files: dict[str, LocalFile]  # what the push sends
+    excluded: dict[str, str]  # left out by the secrets/backup lists or .uotaignore -> the rule
+    exclusions: Exclusions
+
+
+def scan_project(cfg: Config, mode: str) -> Scan:
+    """The project files a push of `mode` covers, hashed, and what it leaves out and why."""
+    exclusions = Exclusions.load(cfg.root, cfg["excludedFiles"])
+    selection = scan_files(cfg.root, push_globs(cfg, mode), exclusions)
+    needles = secret_needles(cfg)
+    return Scan({rel: local_file(cfg.root, rel, needles) for rel in selection.files}, selection.excluded,
+                exclusions)
 
 
 def local_manifest(cfg: Config, mode: str) -> dict[str, LocalFile]:
     """The project files `uota fast` (mode 'fast') or `uota full` ('full') pushes."""
-    include = cfg["fastOtaFiles"] if mode == "fast" else list(cfg["fastOtaFiles"]) + list(cfg["fullOtaFiles"])
-    paths = select_files(cfg.root, include, cfg["excludedFiles"])
-    return {rel: local_file(cfg.root, rel) for rel in paths}
+    return scan_project(cfg, mode).files
 
 
 def desired_files(local: Mapping[str, LocalFile], installed: Mapping[str, str], mode: str,
-                  scope: Iterable[str]) -> dict[str, str]:
+                  scope: Iterable[str], keep: Callable[[str], bool] | None = None) -> dict[str, str]:
     """The complete set the device should hold after the push (path -> sha256).
 
     A full push replaces the set. A fast push replaces only the part in its scope (the
-    fastOtaFiles globs): installed files outside it stay as they are.
+    fastOtaFiles globs): installed files outside it stay as they are. Installed files that
+    `keep` names (excluded ones: neither pushed nor dropped) stay too.
     """
     desired = {p: f.sha256 for p, f in local.items()}
-    if mode == "fast":
-        scope = list(scope)
-        for p, sha in installed.items():
-            if p not in desired and not matches(p, scope):
-                desired[p] = sha
+    scope = list(scope)
+    for p, sha in installed.items():
+        if p in desired:
+            continue
+        if (mode == "fast" and not matches(p, scope)) or (keep is not None and keep(p)):
+            desired[p] = sha
     return desired

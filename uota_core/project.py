@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from uota_core.config import CONFIG_FILE, DEFAULTS, SECRET_KEYS, SECRETS_FILE
 from uota_core.errors import UotaError
+from uota_core.keys import generate_password, generate_signing_key
 from uota_core.resources import device_dir
 
 APP_TEMPLATE = '''\
@@ -30,7 +32,13 @@ def run():
         time.sleep(1)
 '''
 
-GITIGNORE = f"{SECRETS_FILE}\n.uota_cache.json\n__pycache__/\n"
+# the secrets file, its editor/backup copies anywhere, key files, and host caches
+GITIGNORE = f"{SECRETS_FILE}\n.ota.secrets.json*\n*.key\n*.pem\n.uota_cache.json\n__pycache__/\n"
+
+
+def fresh_secrets() -> dict[str, str]:
+    """A random OTA password and a random 32-byte signing key (see `uota keygen`)."""
+    return {"otaPassword": generate_password(), "signingKey": generate_signing_key()}
 
 
 def init_project(directory: Path, force: bool = False) -> list[str]:
@@ -42,7 +50,7 @@ def init_project(directory: Path, force: bool = False) -> list[str]:
     config = {k: v for k, v in DEFAULTS.items() if k not in SECRET_KEYS}
     files = {
         CONFIG_FILE: json.dumps(config, indent=2) + "\n",
-        SECRETS_FILE: json.dumps({"otaPassword": "", "signingKey": ""}, indent=2) + "\n",
+        SECRETS_FILE: json.dumps(fresh_secrets(), indent=2) + "\n",
         "app/app.py": APP_TEMPLATE,
         "main.py": (device_dir() / "main.py").read_text(),
     }
@@ -52,9 +60,11 @@ def init_project(directory: Path, force: bool = False) -> list[str]:
         if rel == SECRETS_FILE and path.exists():
             continue  # never overwrite keys, even with --force
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        if rel == SECRETS_FILE:
-            path.chmod(0o600)
+        if rel == SECRETS_FILE:  # private from its first byte
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(text)
+        else:
+            path.write_text(text)
         written.append(rel)
     gitignore = directory / ".gitignore"
     existing = gitignore.read_text() if gitignore.exists() else ""

@@ -12,7 +12,7 @@ from typing import Any
 from uota_core.config import Config
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
-from uota_core.manifest import LocalFile, desired_files, local_manifest, protected_on_device
+from uota_core.manifest import LocalFile, desired_files, protected_on_device, scan_project
 from uota_core.session import DeviceError, InflateUnavailable, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
@@ -29,6 +29,7 @@ class PushResult:
     sent: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)  # left out by a pattern -> which one
     bytes: int = 0
     wire_bytes: int = 0  # file bodies as sent: less than `bytes` where files went compressed
     seconds: float = 0.0
@@ -41,11 +42,14 @@ class PushResult:
                 "seconds": round(self.seconds, 3), "version": self.version, "committed": self.committed}
 
     def summary(self) -> str:
+        # files a pattern left out are counted, so a missing file on the board isn't a puzzle
+        excluded = f", {len(self.excluded)} excluded (-v lists them)" if self.excluded else ""
         if not self.committed:
-            return f"up to date: {len(self.skipped)} files unchanged, nothing sent (version {self.version})"
+            return (f"up to date: {len(self.skipped)} files unchanged{excluded}, nothing sent "
+                    f"(version {self.version})")
         return (f"pushed version {self.version}: sent {len(self.sent)} files ({self.bytes} bytes, "
                 f"{self.wire_bytes} on the link), "
-                f"{len(self.skipped)} unchanged, {len(self.deleted)} deleted, in {self.seconds:.2f}s")
+                f"{len(self.skipped)} unchanged, {len(self.deleted)} deleted{excluded}, in {self.seconds:.2f}s")
 
 
 class PushError(UotaError):
@@ -66,13 +70,16 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
     started = time.monotonic()
     version = version if version is not None else cfg["version"]
-    local = local_manifest(cfg, mode)
+    scan = scan_project(cfg, mode)
+    local = scan.files
     # a device that predates `hello` can't report its files: send everything
     legacy = session.info is None
     installed = Installed(version="", release=0, files={}) if legacy else session.installed()
-    desired = desired_files(local, installed.files, mode, cfg["fastOtaFiles"])
+    # excluded files already on the board stay there, unless a wipe clears everything else
+    keep = None if wipe else scan.exclusions.excludes
+    desired = desired_files(local, installed.files, mode, cfg["fastOtaFiles"], keep)
     deleted = sorted(p for p in installed.files if p not in desired and not protected_on_device(p))
-    result = PushResult(version=version, deleted=deleted)
+    result = PushResult(version=version, deleted=deleted, excluded=scan.excluded)
     if not wipe and desired == installed.files and version == installed.version:
         result.skipped = sorted(local)
         result.seconds = time.monotonic() - started

@@ -24,7 +24,7 @@ def _register() -> None:
 
     cli.add_command(sim.sim)
     cli.add_command(terminal.terminal)
-    for command in (project.init, project.bootstrap, ota.info, ota.fast, ota.full, ota.version, ota.passwd,
+    for command in (project.init, project.keygen, project.bootstrap, ota.info, ota.fast, ota.full, ota.version, ota.passwd,
                     remoteio.remoteio):
         cli.add_command(command)
 

@@ -14,7 +14,7 @@ from uota_core.cli.common import (
     transfer_progress,
     transport_options,
 )
-from uota_core.config import write_secrets
+from uota_core.config import check_secret, write_secrets
 from uota_core.connect import open_session
 from uota_core.push import PushResult, push
 
@@ -25,16 +25,23 @@ compress_option = click.option(
          "inflates (default: over serial, where the line is the bottleneck; not over WiFi).")
 
 
+verbose_option = click.option("-v", "--verbose", is_flag=True,
+                              help="Also list the files left out by the secrets/backup lists or .uotaignore.")
+
+
 def _push(mode: str, host: str | None, port: int | None, transport: str | None, version: str | None,
-          wipe: bool, compress: bool | None, as_json: bool) -> None:
+          wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False) -> None:
     cfg = project_config()
     with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
         result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk,
                       compress=compress)
-    _report(result, as_json)
+    _report(result, as_json, verbose)
 
 
-def _report(result: PushResult, as_json: bool) -> None:
+def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
+    if verbose:
+        for path, rule in result.excluded.items():
+            click.echo(f"  excluded {path}  by {rule}")
     for path in result.sent:
         click.echo(f"  sent     {path}")
     for path in result.deleted:
@@ -50,11 +57,12 @@ def _report(result: PushResult, as_json: bool) -> None:
 @click.option("--version", "version", help="Version string to record (default: ota.json version).")
 @compress_option
 @json_option
+@verbose_option
 @reports_errors
 def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool | None,
-         as_json: bool) -> None:
+         as_json: bool, verbose: bool) -> None:
     """Push the fastOtaFiles (app/, main.py, config/ by default) that changed."""
-    _push("fast", host, port, transport, version, False, compress, as_json)
+    _push("fast", host, port, transport, version, False, compress, as_json, verbose)
 
 
 @click.command()
@@ -63,11 +71,12 @@ def fast(host: str | None, port: int | None, transport: str | None, version: str
 @click.option("--wipe", is_flag=True, help="Resend everything and delete every other file (except lib/uota, data/, secrets).")
 @compress_option
 @json_option
+@verbose_option
 @reports_errors
 def full(host: str | None, port: int | None, transport: str | None, version: str | None, wipe: bool,
-         compress: bool | None, as_json: bool) -> None:
+         compress: bool | None, as_json: bool, verbose: bool) -> None:
     """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones."""
-    _push("full", host, port, transport, version, wipe, compress, as_json)
+    _push("full", host, port, transport, version, wipe, compress, as_json, verbose)
 
 
 @click.command()
@@ -116,6 +125,7 @@ def passwd(host: str | None, port: int | None, transport: str | None, local: boo
     The device gets only a masked hash, authenticated with the current password.
     """
     cfg = project_config()
+    check_secret("otaPassword", new_password, "password not changed")  # before the board has it
     if not local:
         with open_session(cfg, transport, host, port) as session:
             session.passwd(new_password)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from uota_core.bootstrap import bootstrap as run_bootstrap
 from uota_core.cli.common import project_config, reports_errors
-from uota_core.project import init_project
+from uota_core.config import SECRETS_FILE
+from uota_core.project import fresh_secrets, init_project
 
 
 @click.command()
@@ -20,7 +22,16 @@ def init(directory: Path, force: bool) -> None:
     """Create config/ota.json, config/.ota.secrets.json, app/app.py and main.py."""
     for rel in init_project(directory, force):
         click.echo(f"  created  {rel}")
+    click.echo(f"A random otaPassword and signingKey are in {SECRETS_FILE} (gitignored, never pushed).")
     click.echo("Next: set ssid, password and hostname in config/ota.json, then `uota bootstrap`.")
+
+
+@click.command()
+def keygen() -> None:
+    """Print a fresh random otaPassword and 32-byte signingKey (as JSON)."""
+    click.echo(json.dumps(fresh_secrets(), indent=2))
+    click.echo(f"Put them in {SECRETS_FILE}, then `uota bootstrap` provisions them on the board "
+               "(`uota passwd` changes only the password, over the air).", err=True)
 
 
 @click.command()
