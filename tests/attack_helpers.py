@@ -20,8 +20,8 @@ from uota_core.config import load_config
 from uota_core.connect import wait_reachable
 from uota_core.sim import VirtualBoard
 
-PASSWORD = "correct horse battery staple"
-SIGNING_KEY = "k3y-that-must-never-leak-0123456789"
+PASSWORD = "st4ple-Battery-h0rse-c0rrect"
+SIGNING_KEY = "2de96380c5030846881d437e29a89f26b7e89b6d20924d68350463177b6157bb"  # as `uota keygen` makes
 
 HEALTHY_APP = ("import time\nimport uota\nimport uota.remoteio as remoteio\n\n"
                "@remoteio.on('echo')\ndef _(n=0):\n    return n\n\n"

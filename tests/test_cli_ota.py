@@ -17,6 +17,10 @@ from uota_core.sim import VirtualBoard
 
 pytestmark = pytest.mark.timeout(180)
 
+PW1, PW2, WRONG_PW = "Pw-one-x7Kq93LmZt", "Pw-two-R4vN82bWsy", "Not-it-J6hT51cXpa"
+KEY1 = "9f0c3a58e1b24d7699a1c0e5f3b8d2476e1a9c04b7f5d3e28a6c1b9d0e4f7a35"
+KEY2 = "4e8b1d7a2c9f06e3b5a8d1c4f7e2a9b0c6d3e8f1a4b7c0d9e2f5a8b1c4d7e0f3"
+
 
 @contextmanager
 def show_console_on_failure(board: VirtualBoard):
@@ -64,13 +68,13 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
     assert uota("init", "--dir", str(project), ok=False).exit_code == 1  # refuses to overwrite
     with VirtualBoard(tmp_path / "b", name="clib", baud=None, mdns=False) as board, show_console_on_failure(board):
         set_config(project, hostname=board.host)
-        write_secrets(project, {"otaPassword": "pw-1", "signingKey": "key-1"})
+        write_secrets(project, {"otaPassword": PW1, "signingKey": KEY1})
         monkeypatch.chdir(project / "app")  # commands find the project from a subdirectory
         out = uota("bootstrap", "--port", board.serial_port).output
         assert "lib/uota/session.mpy" in out  # the board loads mpy-cross's bytecode: the default
         wait_reachable(board.host, 2018)
         assert json.loads(board.read_file("/config/.ota.secrets.json")) == {
-            "otaPassword": __import__("hashlib").sha256(b"pw-1").hexdigest(), "signingKey": "key-1"}
+            "otaPassword": __import__("hashlib").sha256(PW1.encode()).hexdigest(), "signingKey": KEY1}
 
         first = last_json(pushed(board, "fast", "--json"))
         assert set(first) == {"sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds"}
@@ -92,21 +96,21 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
         assert info["micropython"].startswith("1.") and info["mpy"] == 6
 
         # a wrong signing key: refused before anything is staged; one error line
-        write_secrets(project, {"signingKey": "not-key-1"})
+        write_secrets(project, {"signingKey": KEY2})
         app.write_text(app.read_text() + "\n# unsigned change\n")
         bad = uota("fast", ok=False)
         assert bad.exit_code == 1 and bad.stderr.count("\n") == 1 and "signature" in bad.stderr
-        write_secrets(project, {"signingKey": "key-1"})
+        write_secrets(project, {"signingKey": KEY1})
 
         # a wrong password
-        write_secrets(project, {"otaPassword": "nope"})
+        write_secrets(project, {"otaPassword": WRONG_PW})
         bad = uota("version", ok=False)
         assert bad.exit_code == 1 and "wrong OTA password" in bad.stderr and bad.stderr.count("\n") == 1
-        write_secrets(project, {"otaPassword": "pw-1"})
+        write_secrets(project, {"otaPassword": PW1})
 
         # passwd: device first, then the local secrets
-        uota("passwd", "--new-password", "pw-2")
-        assert json.loads((project / "config" / ".ota.secrets.json").read_text())["otaPassword"] == "pw-2"
+        uota("passwd", "--new-password", PW2)
+        assert json.loads((project / "config" / ".ota.secrets.json").read_text())["otaPassword"] == PW2
         assert last_json(uota("version", "--json")) == {"version": "1.0.1"}
 
 
@@ -181,3 +185,61 @@ def test_bootstrap_source_then_mpy_over_a_running_stack(tmp_path: Path, monkeypa
         board.power_cut()
         names = board.listdir("/lib/uota")
         assert "session.mpy" in names and "session.py" not in names
+
+
+def test_init_writes_strong_private_secrets_and_weak_ones_are_refused(tmp_path: Path, monkeypatch) -> None:
+    from uota_core.keys import password_problem, signing_key_problem
+
+    project = tmp_path / "proj"
+    uota("init", "--dir", str(project))
+    path = project / "config" / ".ota.secrets.json"
+    secrets = json.loads(path.read_text())
+    assert path.stat().st_mode & 0o077 == 0
+    assert len(secrets["signingKey"]) == 64 and bytes.fromhex(secrets["signingKey"])
+    assert signing_key_problem(secrets["signingKey"]) is None and password_problem(secrets["otaPassword"]) is None
+    gitignore = (project / ".gitignore").read_text().splitlines()
+    assert {"config/.ota.secrets.json", ".ota.secrets.json*", "*.key", "*.pem"} <= set(gitignore)
+    uota("init", "--dir", str(project), "--force")
+    assert json.loads(path.read_text()) == secrets  # --force never replaces keys
+
+    fresh = json.loads(uota("keygen").stdout)
+    assert fresh.keys() == secrets.keys() and fresh != secrets
+    assert signing_key_problem(fresh["signingKey"]) is None and password_problem(fresh["otaPassword"]) is None
+
+    monkeypatch.chdir(project)
+    bad = uota("passwd", "--local", "--new-password", "hunter2", ok=False)
+    assert bad.exit_code == 1 and bad.stderr.count("\n") == 1
+    assert "otaPassword is too weak: it has 7 characters; use at least 12" in bad.stderr
+    assert json.loads(path.read_text()) == secrets
+    path.write_text(json.dumps({**secrets, "signingKey": "my-hmac-secret"}))
+    bad = uota("version", ok=False)
+    assert bad.exit_code == 1 and bad.stderr.startswith(
+        "error: config/.ota.secrets.json: signingKey is too weak: it holds only 10 bytes")
+    assert "`uota keygen`" in bad.stderr
+
+
+def test_secret_copies_are_never_pushed_and_excluded_files_stay(ota_board: VirtualBoard, ota_project: Path,
+                                                                monkeypatch) -> None:
+    monkeypatch.chdir(ota_project)
+    keys = (ota_project / "config" / ".ota.secrets.json").read_text()
+    leaks = ["config/.ota.secrets.json.bak", "config/.ota.secrets.json~", "config/secrets.json", "app/app.py.orig"]
+    for rel in leaks:  # the copies an outside attack got pushed (issue 11)
+        (ota_project / rel).write_text(keys)
+    (ota_project / "app" / "cal.dat").write_text("calibration")
+    first = last_json(pushed(ota_board, "fast", "--json"))
+    assert not set(leaks) & set(first["sent"]) and "app/cal.dat" in first["sent"]
+
+    # cal.dat is now excluded: `full` neither pushes nor deletes it; -v says what was left out
+    set_config(ota_project, excludedFiles=json.loads((ota_project / "config" / "ota.json").read_text())
+               ["excludedFiles"] + ["app/cal.dat"])
+    full = pushed(ota_board, "full", "-v", "--json")
+    assert last_json(full)["deleted"] == [] and "config/ota.json" in last_json(full)["sent"]
+    assert not set(leaks) & set(last_json(full)["sent"])
+    assert "  excluded config/secrets.json  by *secret* (built-in secrets list:1)\n" in full.stdout
+    assert "  excluded app/app.py.orig  by *.orig (built-in backup list:7)\n" in full.stdout
+    assert ", 4 excluded (-v lists them)," in full.stdout
+    ota_board.power_cut()
+    assert ota_board.read_file("/app/cal.dat") == b"calibration"
+    for rel in leaks:
+        with pytest.raises(Exception):
+            ota_board.read_file("/" + rel)

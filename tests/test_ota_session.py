@@ -97,7 +97,8 @@ def test_full_wipe_removes_unmanaged_files_but_keeps_protected_ones(device: Fake
 
 
 def test_secrets_are_stripped_from_the_pushed_config(device: FakeDevice, project: Path) -> None:
-    (project / "config" / "ota.json").write_text(json.dumps({"version": "1", "signingKey": "k", "otaPassword": "p"}))
+    (project / "config" / "ota.json").write_text(json.dumps({
+        "version": "1", "signingKey": os.urandom(32).hex(), "otaPassword": "Xq7-" + os.urandom(9).hex()}))
     cfg = load_config(project)
     with device.session() as s:
         s.open()
