@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from uota_core.bootstrap import bootstrap_files  # noqa: E402
-from uota_core.config import load_config  # noqa: E402
+from uota_core.config import load_config, write_secrets  # noqa: E402
 from uota_core.connect import open_session, wait_reachable  # noqa: E402
 from uota_core.project import init_project  # noqa: E402
 from uota_core.push import push  # noqa: E402
@@ -67,6 +67,7 @@ def source_file(i: int, size: int = 2048) -> str:
 
 def make_project(root: Path, host: str) -> Path:
     init_project(root)
+    write_secrets(root, {"otaPassword": "", "signingKey": ""})  # figures are for an open board
     cfg_path = root / "config" / "ota.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.update(hostname=host, healthyAfter=1)

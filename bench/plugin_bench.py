@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from uota_core.config import write_secrets
 from uota_core.project import init_project
 
 APP = '''\
@@ -67,6 +68,7 @@ def pytest_sessionfinish(session):
 
 def make_project(root: Path, tests: str, transports: list[str]) -> None:
     init_project(root)
+    write_secrets(root, {"otaPassword": "", "signingKey": ""})  # figures are for an open board
     cfg_path = root / "config" / "ota.json"
     cfg = json.loads(cfg_path.read_text())
     cfg.update(transports=transports, healthyAfter=2)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from uota_core.bootstrap import install_offline
-from uota_core.config import load_config
+from uota_core.config import load_config, write_secrets
 from uota_core.link import LinkError
 from uota_core.project import init_project
 from uota_core.push import PushResult, push
@@ -79,6 +79,7 @@ def main() -> None:
             for run in range(args.runs):
                 project = tmpdir / f"p{run}-{row}"
                 init_project(project)
+                write_secrets(project, {"otaPassword": "", "signingKey": ""})  # an open board, as measured
                 with VirtualBoard(tmpdir / f"b{run}-{row}", mdns=False, erase=True, baud=115200) as board:
                     board.power_cut()
                     install_offline(board.write_file, load_config(project))

@@ -26,11 +26,15 @@ def fast_board(tmp_path: Path) -> Iterator[VirtualBoard]:
 
 @pytest.fixture
 def ota_project(tmp_path: Path) -> Path:
-    """A `uota init` project whose app prints and answers `hello`; hostname set per board."""
+    """A `uota init` project whose app prints and answers `hello`; hostname set per board.
+    Its secrets are blanked (auth and signing off): the tests of secured boards use
+    attack_helpers.healthy_board."""
+    from uota_core.config import write_secrets
     from uota_core.project import init_project
 
     proj = tmp_path / "proj"
     init_project(proj)
+    write_secrets(proj, {"otaPassword": "", "signingKey": ""})
     return proj
 
 
