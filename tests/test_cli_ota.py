@@ -237,7 +237,8 @@ def test_secret_copies_are_never_pushed_and_excluded_files_stay(ota_board: Virtu
     assert not set(leaks) & set(last_json(full)["sent"])
     assert "  excluded config/secrets.json  by *secret* (built-in secrets list:1)\n" in full.stdout
     assert "  excluded app/app.py.orig  by *.orig (built-in backup list:7)\n" in full.stdout
-    assert ", 4 excluded (-v lists them)," in full.stdout
+    assert ", 4 excluded, in " in full.stdout
+    assert "(4 left out by the secrets/backup lists or .uotaignore: -v lists them)" in uota("fast").stdout
     ota_board.power_cut()
     assert ota_board.read_file("/app/cal.dat") == b"calibration"
     for rel in leaks:

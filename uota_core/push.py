@@ -43,7 +43,7 @@ class PushResult:
 
     def summary(self) -> str:
         # files a pattern left out are counted, so a missing file on the board isn't a puzzle
-        excluded = f", {len(self.excluded)} excluded (-v lists them)" if self.excluded else ""
+        excluded = f", {len(self.excluded)} excluded" if self.excluded else ""
         if not self.committed:
             return (f"up to date: {len(self.skipped)} files unchanged{excluded}, nothing sent "
                     f"(version {self.version})")

@@ -47,6 +47,8 @@ def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
     for path in result.deleted:
         click.echo(f"  deleted  {path}")
     click.echo(result.summary())
+    if result.excluded and not verbose:
+        click.echo(f"({len(result.excluded)} left out by the secrets/backup lists or .uotaignore: -v lists them)")
     if as_json:
         emit_json({k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds")})
 
