@@ -22,8 +22,8 @@ IGNORE_FILE = ".uotaignore"
 ALWAYS_EXCLUDED = ("boot.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc", IGNORE_FILE)
 # Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
 # whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
-SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*", ".ota.secrets.json*"],
-                                 "built-in secrets list", ignorecase=True)
+SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*"], "built-in secrets list",
+                                 ignorecase=True)
 BACKUP_RULES = IgnoreRules.parse(["*.bak", "*~", "*.swp", "*.swo", ".#*", "\\#*#", "*.orig", "*.tmp",
                                   ".DS_Store"], "built-in backup list")
 
