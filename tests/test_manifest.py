@@ -146,10 +146,10 @@ def test_a_bad_uotaignore_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_secrets_file_named_in_the_globs_is_refused_with_the_reason(tmp_path: Path) -> None:
     root = project(tmp_path, {"app/a.py": "A", "config/secrets.json": "{}"},
-                   fastOtaFiles=["app/**", "config/secrets.json"])
+                   fastOtaFiles=["app/**", "/config/secrets.json"])
     with pytest.raises(ExcludedFileError) as info:
         local_manifest(load_config(root), "fast")
-    assert str(info.value).startswith("config/secrets.json is listed in the push globs, but uota never pushes a "
+    assert str(info.value).startswith("/config/secrets.json is listed in the push globs, but uota never pushes a "
                                       "file that looks like a secret (it matches *secret* (built-in secrets list:1))")
 
 

@@ -111,9 +111,10 @@ class Selection:
 def _refuse_named_secrets(root: Path, include: list[str]) -> None:
     """A secrets-like file the user names outright is refused, not silently skipped."""
     for pattern in include:
-        if any(c in pattern for c in "*?[") or not (root / pattern).is_file():
+        rel = pattern.strip("/")
+        if any(c in rel for c in "*?[") or not rel or not (root / rel).is_file():
             continue
-        rule = SECRET_RULES.excluding(pattern.strip("/"))
+        rule = SECRET_RULES.excluding(rel)
         if rule is not None:
             raise ExcludedFileError(
                 f"{pattern} is listed in the push globs, but uota never pushes a file that looks like a secret "
