@@ -1,6 +1,7 @@
 # Journaled atomic apply of a staged file set, and rollback to /ota_prev/ through the same
 # journal (docs/protocol.md "Commit"). Every step is idempotent, so a boot that finds the
 # journal replays it and lands on exactly the new set.
+import os
 from uota import fs, tree, mlist, paths
 
 PREV_MANIFEST = "/.manifest.txt"
@@ -29,14 +30,22 @@ def _unmanaged_replaced():
     buf = bytearray(512)
     try:
         for p, _ in mlist.entries(fs.full(fs.PENDING)):
-            if inst.seek(p) is None and fs.exists(fs.full(p)) and not fs.is_dir(fs.full(p)):
+            if inst.seek(p) is None and _kind(fs.full(p)) == FILE:
                 yield p, tree.sha256_file(fs.full(p), buf)
     finally:
         inst.close()
 
 
-def _file(path):
-    return fs.exists(path) and not fs.is_dir(path)
+FILE = 0x8000
+
+
+def _kind(path):
+    # one stat (each costs a directory lookup: a commit of many files does thousands):
+    # 0 if missing, else the mode's type bits, tree.DIR or FILE
+    try:
+        return os.stat(path)[0] & 0xF000
+    except OSError:
+        return 0
 
 
 def _in(src, p, backup, prev):
@@ -44,16 +53,19 @@ def _in(src, p, backup, prev):
     # kind turned into the other, never a protected path; even if the stage or the saved
     # set was tampered with. What is refused stays in `src` and goes with it.
     s, d = src + "/" + p, fs.full(p)
-    if paths.reserved(p) or not _file(s) or fs.is_dir(d) or tree.file_above(fs.ROOT, p):
+    if paths.reserved(p) or _kind(s) != FILE:
         return
-    if backup and fs.exists(d) and not fs.exists(prev + "/" + p):
+    k = _kind(d)
+    if k == tree.DIR or (not k and tree.file_above(fs.ROOT, p)):  # an existing file's parents are dirs
+        return
+    if backup and k and not fs.exists(prev + "/" + p):
         fs.move(d, prev + "/" + p)
     fs.move(s, d)
 
 
 def _out(p, backup, prev, prune=True):
     d = fs.full(p)
-    if not paths.deletable(p) or not _file(d):
+    if not paths.deletable(p) or _kind(d) != FILE:
         return  # a directory is never moved, a protected path never deleted
     if backup and not fs.exists(prev + "/" + p):
         fs.move(d, prev + "/" + p)
@@ -88,8 +100,7 @@ def apply():
     else:
         # staged files of the new set (stale leftovers in the stage are just dropped)
         for p, _ in mlist.entries(fs.full(fs.MANIFEST) if swapped else new):
-            if fs.exists(src + "/" + p):
-                _in(src, p, backup, prev)
+            _in(src, p, backup, prev)  # if it is (still) in the stage
     if not swapped:  # deletions may be unfinished until the new manifest is in place
         for p in mlist.missing_from(fs.full(fs.MANIFEST), new):
             _out(p, backup, prev)
