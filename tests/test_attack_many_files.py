@@ -97,7 +97,8 @@ def on_flash(board: VirtualBoard) -> int:
 
 # 300 files in one directory broke the board before; the soak's 2,000 go in directories of
 # 100 (LittleFS, and more so the virtual board's Python block device, gets slower per file
-# as one directory grows: 2,000 in directories of 500 took over the host's 120 s for the commit)
+# as one directory grows: 2,000 in directories of 500, on 2 busy cores, took over the host's
+# 120 s for end_ota)
 @pytest.mark.parametrize("n", [pytest.param(300, id="sample", marks=pytest.mark.timeout(600)),
                                pytest.param(2000, id="soak", marks=[pytest.mark.soak, pytest.mark.timeout(3000)])])
 def test_push_drop_repush_reboot_push_many_files(tmp_path: Path, n: int) -> None:
