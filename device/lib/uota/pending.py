@@ -9,8 +9,7 @@ from uota.channel import Closed
 
 LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
-PROTECTED = ("protected (the OTA stack, its state, the secrets, runtime data or a directory holding them; "
-             "uota bootstrap installs the stack)")
+PROTECTED = "protected (the OTA stack, its state, secrets, data or their directories; uota bootstrap installs the stack)"
 
 
 def _loads(text):
@@ -127,16 +126,17 @@ def _kinds():
             up.pop()  # sorted: no later entry can start with it either
         for q in up:
             if p.startswith(q + "/"):
-                return "error: manifest lists %s and a file below it (%s): a path is a file or a directory, not both" % (q, p)
+                return "error: manifest lists %s and a file below it (%s)" % (q, p)
         up.append(p)
         if fs.is_dir(fs.full(p)):
-            return ("error: %s is a directory on the board; a file can't replace it (drop the files below it "
-                    "in one push, add %s in the next)" % (p, p))
+            return "error: %s is a directory on the board; a file can't replace it (%s)" % (p, _TWO % ("the files below it", p))
         f = tree.file_above(fs.ROOT, p)
         if f:
-            return ("error: %s needs %s to be a directory, but it is a file on the board (drop %s in one "
-                    "push, add %s in the next)" % (p, f, f, p))
+            return "error: %s needs %s to be a directory, but it is a file on the board (%s)" % (p, f, _TWO % (f, p))
     return None
+
+
+_TWO = "drop %s in one push, add %s in the next"
 
 
 def _drain_lines(self, lines):
