@@ -77,6 +77,16 @@ class LockedFile(io.IOBase):
         return line
 
 
+def _locked_iter(it):
+    while True:
+        with L:
+            try:
+                e = next(it)
+            except StopIteration:
+                return
+        yield e
+
+
 class LockedVfs:
     def __init__(self, fs):
         self.fs = fs
@@ -94,8 +104,11 @@ class LockedVfs:
             return LockedFile(self.fs.open(path, mode))
 
     def ilistdir(self, path):
+        # lazy, as on the board: one entry per step, the lock held only for that step
+        # (a whole listing of a big directory would not fit the board's heap)
         with L:
-            return iter(list(self.fs.ilistdir(path)))
+            it = self.fs.ilistdir(path)
+        return _locked_iter(it)
 
     def chdir(self, path):
         with L:

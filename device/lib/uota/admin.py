@@ -15,10 +15,8 @@ class Commands:
         d = fs.full(p) if p else (fs.ROOT or "/")
         import os
 
-        names = os.listdir(d)
-        for name in names:
-            full = d.rstrip("/") + "/" + name
-            self.s.ch.reply(name + "/" if fs.is_dir(full) else name)
+        for e in os.ilistdir(d):  # one entry at a time: any file count fits
+            self.s.ch.reply(e[0] + "/" if e[1] == tree.DIR else e[0])
         self.s.ch.reply("")
 
     def c_get(self, arg):
@@ -28,7 +26,31 @@ class Commands:
         size = fs.size(fs.full(p))
         if size < 0 or fs.is_dir(fs.full(p)):
             raise Refused("error: no such file %s" % p)
+        # the size line commits us to sending the file: scan it for key material first
+        if self._holds_key(fs.full(p)):
+            raise Refused("error: %s is protected: it holds this board's key material" % p)
         self.s.send_file(fs.full(p))
+
+    def _holds_key(self, path):
+        """True if the file contains any string value of the secrets file (the OTA key, the
+        signing key, whatever field they are in), read in chunks with an overlap."""
+        keys = []
+        _strings(fs.read_json(fs.full(fs.SECRETS), {}), keys)
+        if not keys:
+            return False
+        keep = max(len(k) for k in keys) - 1
+        buf = self.s.chunk
+        tail = b""
+        with open(path, "rb") as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    return False
+                data = (tail + bytes(buf[:n])).lower()  # a key in hex may be upper-cased
+                for k in keys:
+                    if k in data:
+                        return True
+                tail = data[len(data) - keep:] if len(data) > keep else data
 
     def c_rm(self, arg):
         import os
@@ -45,11 +67,9 @@ class Commands:
     def c_wipe(self, arg):
         import os
 
-        for p in tree.walk(fs.ROOT):  # listdir per dir: deleting as we go is safe
-            if not paths.wipeable(p):
-                continue
-            os.remove(fs.full(p))
-            tree.prune_dirs(fs.full(p), fs.ROOT)
+        for p in tree.walk(fs.ROOT, prune=True):  # each file goes as it is read
+            if paths.wipeable(p):
+                os.remove(fs.full(p))
         mlist.keep_existing()
         self.s.ch.reply("ok")
 
@@ -74,3 +94,16 @@ class Commands:
 
         uota.remoteio.password = new  # RemoteIO checks the same password from now on
         self.s.ch.reply("ok")
+
+
+def _strings(v, out):
+    # every string of 8+ characters in the secrets file, lower-cased, wherever it is nested
+    if isinstance(v, str):
+        if len(v) >= 8:
+            out.append(v.lower().encode())
+    elif isinstance(v, dict):
+        for x in v.values():
+            _strings(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            _strings(x, out)

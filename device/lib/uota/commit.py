@@ -1,7 +1,8 @@
 # Journaled atomic apply of a staged file set, and rollback to /ota_prev/ through the same
 # journal (docs/protocol.md "Commit"). Every step is idempotent, so a boot that finds the
 # journal replays it and lands on exactly the new set.
-from uota import fs, tree, mlist
+import os
+from uota import fs, tree, mlist, paths
 
 PREV_MANIFEST = "/.manifest.txt"
 PREV_VERSION = "/.version.json"
@@ -23,31 +24,55 @@ def begin(version, release, wipe):
 
 def _unmanaged_replaced():
     # files the new set overwrites that no OTA installed (e.g. bootstrap's main.py): the
-    # saved old manifest lists them too, so a rollback restores them instead of deleting
+    # saved old manifest lists them too, so a rollback restores them instead of deleting.
+    # Yielded in order, one at a time: no list that grows with the file count.
     inst = mlist.Reader(fs.full(fs.MANIFEST))
-    found = []
     buf = bytearray(512)
-    for p, _ in mlist.entries(fs.full(fs.PENDING)):
-        if inst.seek(p) is None and fs.exists(fs.full(p)) and not fs.is_dir(fs.full(p)):
-            found.append((p, tree.sha256_file(fs.full(p), buf)))
-    inst.close()
-    return found
+    try:
+        for p, _ in mlist.entries(fs.full(fs.PENDING)):
+            if inst.seek(p) is None and _kind(fs.full(p)) == FILE:
+                yield p, tree.sha256_file(fs.full(p), buf)
+    finally:
+        inst.close()
+
+
+FILE = 0x8000
+
+
+def _kind(path):
+    # one stat (each costs a directory lookup: a commit of many files does thousands):
+    # 0 if missing, else the mode's type bits, tree.DIR or FILE
+    try:
+        return os.stat(path)[0] & 0xF000
+    except OSError:
+        return 0
 
 
 def _in(src, p, backup, prev):
-    d = fs.full(p)
-    if backup and fs.exists(d) and not fs.exists(prev + "/" + p):
+    # Only ever a file over a file (or onto nothing): never a directory moved, never one
+    # kind turned into the other, never a protected path; even if the stage or the saved
+    # set was tampered with. What is refused stays in `src` and goes with it.
+    s, d = src + "/" + p, fs.full(p)
+    if paths.reserved(p) or _kind(s) != FILE:
+        return
+    k = _kind(d)
+    if k == tree.DIR or (not k and tree.file_above(fs.ROOT, p)):  # an existing file's parents are dirs
+        return
+    if backup and k and not fs.exists(prev + "/" + p):
         fs.move(d, prev + "/" + p)
-    fs.move(src + "/" + p, d)
+    fs.move(s, d)
 
 
-def _out(p, backup, prev):
+def _out(p, backup, prev, prune=True):
     d = fs.full(p)
+    if not paths.deletable(p) or _kind(d) != FILE:
+        return  # a directory is never moved, a protected path never deleted
     if backup and not fs.exists(prev + "/" + p):
         fs.move(d, prev + "/" + p)
     else:
         fs.remove(d)
-    tree.prune_dirs(d, fs.ROOT)
+    if prune:
+        tree.prune_dirs(d, fs.ROOT)
 
 
 def apply():
@@ -57,8 +82,6 @@ def apply():
     the source dir, what to delete is recomputed from the two manifests until the new one
     is swapped in. So every replay picks up exactly where the last one stopped.
     """
-    from uota import paths
-
     j = fs.read_json(fs.full(fs.JOURNAL))
     if not isinstance(j, dict):
         fs.remove(fs.full(fs.JOURNAL))
@@ -71,25 +94,21 @@ def apply():
     if j["src"] == fs.PREV:
         # a rollback restores every backed-up file, listed in the old manifest or not
         skip = (PREV_MANIFEST[1:], PREV_VERSION[1:])
-        while True:
-            p = tree.first_file(src, skip)
-            if p is None:
-                break
-            _in(src, p, backup, prev)
+        for p in tree.walk(src):
+            if p not in skip and not p.endswith(".part"):
+                _in(src, p, backup, prev)
     else:
         # staged files of the new set (stale leftovers in the stage are just dropped)
         for p, _ in mlist.entries(fs.full(fs.MANIFEST) if swapped else new):
-            if fs.exists(src + "/" + p):
-                _in(src, p, backup, prev)
+            _in(src, p, backup, prev)  # if it is (still) in the stage
     if not swapped:  # deletions may be unfinished until the new manifest is in place
         for p in mlist.missing_from(fs.full(fs.MANIFEST), new):
-            if paths.deletable(p) and fs.exists(fs.full(p)):
-                _out(p, backup, prev)
+            _out(p, backup, prev)
         if j.get("wipe"):
             r = mlist.Reader(new)
-            for p in tree.walk(fs.ROOT):  # listdir per dir: deleting as we go is safe
+            for p in tree.walk(fs.ROOT, prune=True):  # each file moves out as it is read
                 if paths.wipeable(p) and r.find(p) is None:
-                    _out(p, backup, prev)
+                    _out(p, backup, prev, False)
             r.close()
         fs.move(new, fs.full(fs.MANIFEST))
     fs.write_json(fs.full(fs.VERSION), {"version": j["version"], "release": j["release"]})

@@ -62,18 +62,28 @@ def entries(path):
 
 
 def copy(src, dst, extra=()):
-    """Copy a manifest file, merging in the sorted (path, sha) pairs of `extra`."""
+    """Copy a manifest file, merging in the sorted (path, sha) pairs `extra` yields (taken
+    one at a time: a generator never becomes a list)."""
     fs.makedirs_for(dst)
-    extra = list(extra)
-    i = 0
+    extra = iter(extra)
+    e = _next(extra)
     with open(dst, "w") as out:
         for p, sha in entries(src):
-            while i < len(extra) and extra[i][0] < p:
-                out.write("%s:%s\n" % extra[i])
-                i += 1
+            while e is not None and e[0] < p:
+                out.write("%s:%s\n" % e)
+                e = _next(extra)
             out.write("%s:%s\n" % (p, sha))
-        for e in extra[i:]:
+        while e is not None:
             out.write("%s:%s\n" % e)
+            e = _next(extra)
+
+
+def _next(it):
+    # next(it, None) needs a port option the ESP32 build doesn't enable
+    try:
+        return next(it)
+    except StopIteration:
+        return None
 
 
 def keep_existing():

@@ -2,6 +2,10 @@
 # trusted to check them (docs/protocol.md, "Paths").
 MAX_LEN = 128
 
+# Directories that hold the OTA stack, the secrets and runtime data, and their ancestors:
+# an entry naming one would turn it into a file (moving the secrets or the stack away).
+_HOLDERS = ("lib", "lib/uota", "config", "data")
+
 
 def check(path):
     """None if `path` is an acceptable relative device path, else the reason."""
@@ -19,17 +23,21 @@ def check(path):
 
 
 def reserved(path):
-    # the OTA stack itself, its state and the device secrets: never written or deleted by OTA
+    # the OTA stack itself, its state and the device secrets, or a directory holding them:
+    # never written, deleted or restored by OTA
     return (
         path == "boot.py"
         or path.startswith("lib/uota/")
         or path.startswith("ota_")
         or path == "config/.ota.secrets.json"
+        or path in _HOLDERS
     )
 
 
 def secret(path):
-    return path.startswith("ota_") or path == "config/.ota.secrets.json"
+    # never served by `get`: OTA state (incl. the copies in ota_prev/) and anything named
+    # like the secrets file or a backup of it
+    return path.startswith("ota_") or "secret" in path.lower()
 
 
 def deletable(path):

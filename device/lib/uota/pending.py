@@ -9,6 +9,7 @@ from uota.channel import Closed
 
 LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
+PROTECTED = "protected (the OTA stack, its state, secrets, data or their directories; uota bootstrap installs the stack)"
 
 
 def _loads(text):
@@ -88,7 +89,7 @@ def _ingest(self, header, lines):
             if err:
                 continue  # keep reading: the stream must stay in sync
             p, _, sha = line.rpartition(":")
-            why = paths.check(p) or ("protected" if paths.reserved(p) else None)
+            why = paths.check(p) or (PROTECTED if paths.reserved(p) else None)
             if why:
                 err = "error: bad path %r in manifest: %s" % (p[:64], why)
             elif len(sha) != 64:
@@ -106,12 +107,36 @@ def _ingest(self, header, lines):
             err = "sig_mismatch"
         elif not auth.same(sig, mac.hexdigest()):
             err = "sig_mismatch"
+    if not err:
+        err = _kinds()  # only once signed: the flash's layout is nobody else's business
     if err:
         fs.remove(pending)
         raise Refused(err)
     self.accepted = {"version": version, "release": max(release, cur["release"]), "wipe": wipe}
     _plan(self)
     self.s.ch.reply("ok")
+
+
+def _kinds():
+    """Refuse a set that would turn a directory into a file or a file into a directory:
+    on flash (checked here, before anything is staged) or within the set itself."""
+    up = []  # entries that are string prefixes of the current one (bounded by MAX_LEN)
+    for p, _ in mlist.entries(fs.full(fs.PENDING)):
+        while up and not p.startswith(up[-1]):
+            up.pop()  # sorted: no later entry can start with it either
+        for q in up:
+            if p.startswith(q + "/"):
+                return "error: manifest lists %s and a file below it (%s)" % (q, p)
+        up.append(p)
+        if fs.is_dir(fs.full(p)):
+            return "error: %s is a directory on the board; a file can't replace it (%s)" % (p, _TWO % ("the files below it", p))
+        f = tree.file_above(fs.ROOT, p)
+        if f:
+            return "error: %s needs %s to be a directory, but it is a file on the board (%s)" % (p, f, _TWO % (f, p))
+    return None
+
+
+_TWO = "drop %s in one push, add %s in the next"
 
 
 def _drain_lines(self, lines):
