@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, healthy_board
+from attack_helpers import PASSWORD, closed_by_device, healthy_board
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -19,7 +19,7 @@ from uota_core.tcp import TcpLink
 
 pytestmark = pytest.mark.timeout(180)
 
-DEADLINE = 5.0  # device/lib/uota/transports/wifi_tcp.py AUTH_S
+DEADLINE = 5.0  # device/lib/uota/transports/wifi_tcp.py AUTH_MS
 SLACK = 3.0
 
 
@@ -61,21 +61,6 @@ def never_reads(sock: socket.socket, stop: threading.Event) -> None:
 
 
 STALLERS = {"silent": silent, "trickle": trickle, "half-line": half_line, "never-reads": never_reads}
-
-
-def closed_by_device(sock: socket.socket, within: float) -> float | None:
-    """Seconds until the device closed `sock` (reading and discarding), None if it didn't."""
-    started = time.monotonic()
-    sock.settimeout(0.2)
-    while time.monotonic() - started < within:
-        try:
-            if not sock.recv(65536):
-                return time.monotonic() - started
-        except TimeoutError:
-            continue
-        except OSError:
-            return time.monotonic() - started
-    return None
 
 
 @pytest.mark.parametrize("kind", [pytest.param("silent"),
