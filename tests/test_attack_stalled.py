@@ -101,3 +101,23 @@ def test_an_authenticated_session_is_not_cut_by_the_strangers_deadline(guarded: 
             assert s.ping()
             time.sleep(1.0)  # noqa: the pace of a slow client is what this test is about
         s.version()  # still served after the strangers' deadline passed
+
+
+# an app thread that allocates flat out: on the virtual board (the unix port) every GC it
+# triggers signals the event loop's thread, which restarts a blocking socket call's timeout
+ALLOCATING_APP = ("import uota\n\n"
+                  "def run():\n    print('app started')\n    uota.mark_healthy()\n    while True:\n"
+                  "        junk = [bytearray(64) for _ in range(32)]\n")
+
+
+def test_the_deadline_holds_while_the_app_allocates(tmp_path: Path) -> None:
+    with healthy_board(tmp_path, "gcboard", password=PASSWORD, app=ALLOCATING_APP) as (board, _):
+        with socket.create_connection((board.host, 2018), timeout=5) as stranger:
+            ota_cut = closed_by_device(stranger, DEADLINE + SLACK)
+        with socket.create_connection((board.host, 2019), timeout=5) as stranger:
+            rio_cut = closed_by_device(stranger, DEADLINE + SLACK)
+        with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD) as s:
+            s.open()
+            assert s.ping()
+    assert ota_cut is not None, "a silent OTA stranger outlived the 5 s deadline while the app allocated"
+    assert rio_cut is not None, "a silent RemoteIO stranger outlived the 5 s deadline while the app allocated"
