@@ -298,10 +298,10 @@ def poll(transport):
         generation += 1
     if not _clients:
         return False
-    _expire()
     for c in list(_clients):
         _read(c)
     _answer_guesses()
+    _expire()  # after the reads: a guess that came in while the loop was busy still counts
     if _pending:
         with _lock:
             texts, _pending, _pending_len = _pending, [], 0

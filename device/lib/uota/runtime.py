@@ -63,6 +63,7 @@ def _serve(stream, t, transports):
     """Serve a waiting OTA connection's input: until it needs more (parked in the
     transport's lobby), or, once it authenticated, to the end of its session."""
     reset = False
+    started = time.ticks_ms()
     stream.turn = 1  # one read per round: a chatty stranger can't hold the loop
     try:
         if stream.session is None:
@@ -74,6 +75,12 @@ def _serve(stream, t, transports):
     except Exception as e:  # a session bug or a full heap must not take the OTA server down
         print("uota: OTA session failed:")
         _print_exception(e)
+    if stream.until is None:
+        # an authenticated session had the loop to itself: its time doesn't count against
+        # those who waited meanwhile (another of the owner's tools, say)
+        took = time.ticks_diff(time.ticks_ms(), started)
+        for other in t.waiting:
+            other.paused(took)
     if reset:
         # stop listening before the host sees the connection close: anything that
         # connects afterwards reaches the next boot, not this dying one

@@ -26,16 +26,18 @@ class SocketStream:
     could hold a timed recv for ever.
 
     Until the session calls authenticated(), the connection waits in the transport's lobby:
-    reads never block (Later), one recv per turn, and the whole connection may last AUTH_MS
-    (a silent or trickling stranger). Afterwards reads and writes block, IDLE_MS each."""
+    reads never block (Later), one recv per turn, and the whole connection may last
+    `first_ms` (AUTH_MS with a password: a silent or trickling stranger), not counting time
+    the event loop spent serving someone else's session. Afterwards reads and writes block,
+    IDLE_MS each."""
 
-    def __init__(self, sock, peer):
+    def __init__(self, sock, peer, first_ms=AUTH_MS):
         self.sock = sock
         self.peer = peer  # the source address: wrong guesses are slowed per source (uota.throttle)
         sock.setblocking(False)
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)
-        self.until = time.ticks_add(time.ticks_ms(), AUTH_MS)
+        self.until = time.ticks_add(time.ticks_ms(), first_ms)
         self.turn = 0  # recvs left in this lobby turn
         self.session = None  # created when its first bytes arrive
 
@@ -44,6 +46,11 @@ class SocketStream:
 
     def expired(self):
         return self.until is not None and time.ticks_diff(self.until, time.ticks_ms()) <= 0
+
+    def paused(self, ms):
+        """The loop served another session for `ms`: that time doesn't count against this one."""
+        if self.until is not None:
+            self.until = time.ticks_add(self.until, ms)
 
     def extend(self, ms):
         """Keep an unauthenticated connection at least `ms` more (it waits on the guess throttle)."""
@@ -186,15 +193,18 @@ class WifiTcp:
         """Take new OTA connections into the lobby; the waiting ones with input to serve now."""
         if self.ota is None:
             return ()
-        from uota import throttle
+        from uota import throttle, remoteio
 
+        # without a password nothing is authenticated: a connection only has to say something
+        # within the idle time (the session trusts it from its first line)
+        first_ms = AUTH_MS if remoteio.password else IDLE_MS
         for _ in range(WAITING):  # bounded per round
             got = accept(self.ota)
             if got is None:
                 break
             if len(self.waiting) >= WAITING:
                 self._evict()
-            self.waiting.append(SocketStream(*got))
+            self.waiting.append(SocketStream(got[0], got[1], first_ms))
         ready = []
         for st in list(self.waiting):
             wait = throttle.wait_ms(st.peer)
@@ -234,10 +244,12 @@ class WifiTcp:
         return [s for s in (self.ota, self.rio) if s is not None]
 
     def close(self):
-        for st in list(self.waiting):
-            self.drop(st)
+        # the listeners first: a host that sees its connection close and reconnects at
+        # once (after a reset) must not reach this dying listener
         for s in (self.ota, self.rio):
             if s:
                 s.close()
         self.ota = self.rio = None
+        for st in list(self.waiting):
+            self.drop(st)
         self.generation += 1
