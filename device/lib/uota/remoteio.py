@@ -13,7 +13,6 @@ import os
 import time
 import binascii
 import _thread
-from uota import throttle
 
 MAX_CLIENTS = 4  # authenticated listeners; a 5th that authenticates replaces the oldest
 MAX_STRANGERS = 4  # unauthenticated connections; a new one replaces the oldest of them
@@ -241,6 +240,8 @@ def _answer_guesses():
     for c in list(_clients):
         if c.guess is None:
             continue
+        from uota import throttle  # loaded on the first guess (2 KB), then kept: it holds the table
+
         if c.peer not in opened:
             opened[c.peer] = not throttle.wait_ms(c.peer)
         if not opened[c.peer]:
@@ -262,7 +263,11 @@ def _expire():
     for c in list(_clients):
         if c.until is None:
             continue
-        wait = throttle.wait_ms(c.peer) if c.guess is not None else 0
+        wait = 0
+        if c.guess is not None:
+            from uota import throttle
+
+            wait = throttle.wait_ms(c.peer)
         if wait:  # its guess waits on the throttle: it gets its time once checked
             c.until = time.ticks_add(time.ticks_ms(), wait + AUTH_MS)
         elif time.ticks_diff(c.until, time.ticks_ms()) <= 0:

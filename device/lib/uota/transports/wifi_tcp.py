@@ -193,7 +193,7 @@ class WifiTcp:
         """Take new OTA connections into the lobby; the waiting ones with input to serve now."""
         if self.ota is None:
             return ()
-        from uota import throttle, remoteio
+        from uota import remoteio
 
         # without a password nothing is authenticated: a connection only has to say something
         # within the idle time (the session trusts it from its first line)
@@ -206,6 +206,8 @@ class WifiTcp:
                 self._evict()
             self.waiting.append(SocketStream(got[0], got[1], first_ms))
         ready = []
+        if self.waiting:
+            from uota import throttle  # loaded on the first connection, then kept: it holds the table
         for st in list(self.waiting):
             wait = throttle.wait_ms(st.peer)
             if wait:
