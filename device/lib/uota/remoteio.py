@@ -8,6 +8,7 @@
 # With an OTA password, a listener gets prints and may call handlers only after the same
 # challenge-response as the OTA port. The app's print() only appends to a bounded buffer under a lock; sockets are touched by
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
+import sys
 import json
 import os
 import time
@@ -237,13 +238,12 @@ def _answer_guesses():
     # waiting from a source are checked together, so the owner's right one, even from the
     # guesser's own address, waits at most throttle.CAP_MS.
     opened = {}
+    throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
     for c in list(_clients):
         if c.guess is None:
             continue
-        from uota import throttle  # loaded on the first guess (2 KB), then kept: it holds the table
-
         if c.peer not in opened:
-            opened[c.peer] = not throttle.wait_ms(c.peer)
+            opened[c.peer] = not throttle or not throttle.wait_ms(c.peer)
         if not opened[c.peer]:
             continue
         guess, c.guess = c.guess, None
@@ -255,6 +255,8 @@ def _answer_guesses():
             if len(others) >= MAX_CLIENTS:
                 _drop(others[0])  # the owner replaces its own oldest listener
         else:
+            from uota import throttle
+
             throttle.record(c.peer)
             c.out += b'{"e": "auth failed"}\n'
 
@@ -263,11 +265,8 @@ def _expire():
     for c in list(_clients):
         if c.until is None:
             continue
-        wait = 0
-        if c.guess is not None:
-            from uota import throttle
-
-            wait = throttle.wait_ms(c.peer)
+        throttle = sys.modules.get("uota.throttle")
+        wait = throttle.wait_ms(c.peer) if throttle and c.guess is not None else 0
         if wait:  # its guess waits on the throttle: it gets its time once checked
             c.until = time.ticks_add(time.ticks_ms(), wait + AUTH_MS)
         elif time.ticks_diff(c.until, time.ticks_ms()) <= 0:

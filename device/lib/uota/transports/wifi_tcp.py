@@ -1,5 +1,6 @@
 # WiFi TCP transport: joins the configured network, then listens on the OTA port (2018) and
 # the RemoteIO port (2019). Only sockets live here; the protocol is in uota.session.
+import sys
 import socket
 import errno
 import select
@@ -206,10 +207,9 @@ class WifiTcp:
                 self._evict()
             self.waiting.append(SocketStream(got[0], got[1], first_ms))
         ready = []
-        if self.waiting:
-            from uota import throttle  # loaded on the first connection, then kept: it holds the table
+        throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
         for st in list(self.waiting):
-            wait = throttle.wait_ms(st.peer)
+            wait = throttle.wait_ms(st.peer) if throttle else 0
             if wait:
                 st.extend(wait + AUTH_MS)  # it gets its full time once its source may guess again
             elif st.expired():
