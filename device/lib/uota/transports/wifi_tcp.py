@@ -230,6 +230,7 @@ class WifiTcp:
 
     def drop(self, stream):
         stream.close()
+        stream.session = None  # its buffers go now, not when the round's list of streams does
         if stream in self.waiting:
             self.waiting.remove(stream)
 
