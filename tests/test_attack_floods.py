@@ -12,6 +12,7 @@ import time
 import pytest
 
 from attack_helpers import PASSWORD, closed_by_device, healthy_board
+from uota_core.link import LinkError
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -159,3 +160,20 @@ def test_an_idle_stranger_on_remoteio_is_closed_after_the_deadline(floods: Virtu
             stranger.close()
         assert cut is not None and cut <= AUTH_S + SLACK, "the idle stranger kept its RemoteIO connection"
         assert listener.call("ping") == "pong"  # an authenticated listener has no such deadline
+
+
+def test_a_fifth_listener_replaces_the_oldest(floods: VirtualBoard) -> None:
+    # strangers can't push a listener off, but the owner's own stale listeners can't lock
+    # it out either: at most 4 authenticated, and a 5th takes the oldest one's place
+    board = floods
+    clients = []
+    try:
+        for _ in range(5):
+            clients.append(RemoteIOClient(board.host, password=PASSWORD))
+            assert clients[-1].call("ping") == "pong"  # authenticated before the next one comes
+        assert [c.call("echo", n=i) for i, c in enumerate(clients[1:], 1)] == [1, 2, 3, 4]
+        with pytest.raises(LinkError):
+            clients[0].call("ping")
+    finally:
+        for c in clients:
+            c.close()
