@@ -47,6 +47,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: f
         time.sleep(every)
 
 
+def closed_by_device(sock: socket.socket, within: float) -> float | None:
+    """Seconds until the device closed `sock` (reading and discarding), None if it didn't."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - started < within:
+        try:
+            if not sock.recv(65536):
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - started
+    return None
+
+
 def make_project(root: Path, password: str = "", signing_key: str = "", app: str = HEALTHY_APP,
                  **config: Any) -> Path:
     """A `uota init` project with the given secrets, app and ota.json overrides."""

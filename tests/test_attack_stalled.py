@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, healthy_board
+from attack_helpers import PASSWORD, closed_by_device, healthy_board
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -19,7 +19,7 @@ from uota_core.tcp import TcpLink
 
 pytestmark = pytest.mark.timeout(180)
 
-DEADLINE = 5.0  # device/lib/uota/transports/wifi_tcp.py AUTH_S
+DEADLINE = 5.0  # device/lib/uota/transports/wifi_tcp.py AUTH_MS
 SLACK = 3.0
 
 
@@ -63,21 +63,6 @@ def never_reads(sock: socket.socket, stop: threading.Event) -> None:
 STALLERS = {"silent": silent, "trickle": trickle, "half-line": half_line, "never-reads": never_reads}
 
 
-def closed_by_device(sock: socket.socket, within: float) -> float | None:
-    """Seconds until the device closed `sock` (reading and discarding), None if it didn't."""
-    started = time.monotonic()
-    sock.settimeout(0.2)
-    while time.monotonic() - started < within:
-        try:
-            if not sock.recv(65536):
-                return time.monotonic() - started
-        except TimeoutError:
-            continue
-        except OSError:
-            return time.monotonic() - started
-    return None
-
-
 @pytest.mark.parametrize("kind", [pytest.param("silent"),
                                   pytest.param("trickle", marks=pytest.mark.soak),
                                   pytest.param("half-line", marks=pytest.mark.soak),
@@ -116,3 +101,23 @@ def test_an_authenticated_session_is_not_cut_by_the_strangers_deadline(guarded: 
             assert s.ping()
             time.sleep(1.0)  # noqa: the pace of a slow client is what this test is about
         s.version()  # still served after the strangers' deadline passed
+
+
+# an app thread that allocates flat out: on the virtual board (the unix port) every GC it
+# triggers signals the event loop's thread, which restarts a blocking socket call's timeout
+ALLOCATING_APP = ("import uota\n\n"
+                  "def run():\n    print('app started')\n    uota.mark_healthy()\n    while True:\n"
+                  "        junk = [bytearray(64) for _ in range(32)]\n")
+
+
+def test_the_deadline_holds_while_the_app_allocates(tmp_path: Path) -> None:
+    with healthy_board(tmp_path, "gcboard", password=PASSWORD, app=ALLOCATING_APP) as (board, _):
+        with socket.create_connection((board.host, 2018), timeout=5) as stranger:
+            ota_cut = closed_by_device(stranger, DEADLINE + SLACK)
+        with socket.create_connection((board.host, 2019), timeout=5) as stranger:
+            rio_cut = closed_by_device(stranger, DEADLINE + SLACK)
+        with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD) as s:
+            s.open()
+            assert s.ping()
+    assert ota_cut is not None, "a silent OTA stranger outlived the 5 s deadline while the app allocated"
+    assert rio_cut is not None, "a silent RemoteIO stranger outlived the 5 s deadline while the app allocated"

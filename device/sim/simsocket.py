@@ -95,6 +95,9 @@ class socket(io.IOBase):
             c, a = self._s.accept()
         except OSError as e:
             raise _timeout(e, self._t)
+        # lwIP's send buffer (TCP_SND_BUF, 5744 bytes; Linux doubles the value set), not
+        # Linux's megabytes: a peer that doesn't read backs up into the firmware's own buffers
+        c.setsockopt(SOL_SOCKET, 7, 2872)  # 7: SO_SNDBUF on Linux (the unix port lacks the name)
         return socket(_sock=c), _tup(a)
 
     def connect(self, addr):

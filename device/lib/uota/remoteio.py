@@ -8,27 +8,29 @@
 # With an OTA password, a listener gets prints and may call handlers only after the same
 # challenge-response as the OTA port. The app's print() only appends to a bounded buffer under a lock; sockets are touched by
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
+import sys
 import json
 import os
 import time
 import binascii
 import _thread
 
-MAX_CLIENTS = 4
+MAX_CLIENTS = 4  # authenticated listeners; a 5th that authenticates replaces the oldest
+MAX_STRANGERS = 4  # unauthenticated connections; a new one replaces the oldest of them
 PENDING_LIMIT = 2048  # print text waiting for the event loop
-OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped
+OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped, and its calls wait
+STRANGER_OUT = 512  # an unauthenticated connection that leaves this much unread is dropped
 IN_LIMIT = 2048
-GUESS_MS = 300  # a wrong password costs every client this long: online guessing stays slow
+AUTH_MS = 5000  # as on the OTA port: an unauthenticated connection is closed this soon
 
 _handlers = {}
 _pending = []
 _pending_len = 0
 _lock = _thread.allocate_lock()
-_clients = []
+_clients = []  # oldest first
 _orig_print = None
 generation = 0  # bumped when the set of client sockets changes (the event loop polls them)
 _boot_ticks = time.ticks_ms()
-_guess_at = time.ticks_ms()  # no password guess is checked before this
 version = ""
 password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
 
@@ -98,11 +100,14 @@ def uninstall():
 
 
 class _Client:
-    def __init__(self, sock):
+    def __init__(self, sock, peer):
         self.sock = sock
+        self.peer = peer  # source address: wrong guesses are slowed per source (uota.throttle)
         self.inbuf = b""
         self.out = bytearray()
         self.authed = not password
+        self.until = None if self.authed else time.ticks_add(time.ticks_ms(), AUTH_MS)
+        self.full = False  # output over its limit: not polled or read until it drains
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
         try:
@@ -130,7 +135,7 @@ def _call(frame):
     name = frame.get("call")
     fn = _handlers.get(name)
     if fn is None:
-        return {"id": fid, "e": "no handler named %r" % (name,)}
+        return {"id": fid, "e": "no handler named %r" % (str(name)[:64],)}
     args = frame.get("args") or {}
     try:
         value = fn(**args)
@@ -155,10 +160,54 @@ def _drop(c):
 
 
 def sockets():
-    return [c.sock for c in _clients]
+    return [c.sock for c in _clients if not c.full]
+
+
+def _limit(c):
+    return OUT_LIMIT if c.authed else STRANGER_OUT
+
+
+def _full(c):
+    # a client whose output is over its limit isn't polled (its pending input would wake
+    # the loop at once, every round) until the output drains
+    global generation
+    full = len(c.out) >= _limit(c)
+    if full != c.full:
+        c.full = full
+        generation += 1
+    return full
+
+
+def _lines(c):
+    # the buffered calls, while the replies fit: beyond that the caller waits, its further
+    # input left unread (TCP pushes back), so a client that doesn't read costs bounded RAM
+    while not _full(c):
+        i = c.inbuf.find(b"\n")
+        if i < 0:
+            return
+        line, c.inbuf = c.inbuf[:i], c.inbuf[i + 1 :]
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            continue
+        if "auth" in frame and not c.authed:
+            if c.nonce and c.guess is None and isinstance(frame["auth"], str):
+                c.guess = frame["auth"]  # checked by _answer_guesses, when its source may guess
+            else:
+                c.out += b'{"e": "auth failed"}\n'  # one guess per connection
+        elif "call" in frame:
+            reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
+            c.out += json.dumps(reply).encode() + b"\n"
 
 
 def _read(c):
+    _lines(c)
+    if c.full:
+        if not c.authed:
+            _drop(c)  # a stranger piling up replies it doesn't read
+        return
     try:
         data = c.sock.recv(512)
     except OSError as e:
@@ -170,74 +219,93 @@ def _read(c):
         _drop(c)
         return
     c.inbuf += data
-    while True:
-        i = c.inbuf.find(b"\n")
-        if i < 0:
-            break
-        line, c.inbuf = c.inbuf[:i], c.inbuf[i + 1 :]
-        try:
-            frame = json.loads(line)
-        except ValueError:
-            frame = None
-        if not isinstance(frame, dict):
-            continue
-        if "auth" in frame and not c.authed:
-            if c.nonce and c.guess is None and isinstance(frame["auth"], str):
-                c.guess = frame["auth"]  # checked by _answer_guesses, never sooner than _guess_at
-            else:
-                c.out += b'{"e": "auth failed"}\n'  # one guess per connection
-        elif "call" in frame:
-            reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
-            c.out += json.dumps(reply).encode() + b"\n"
-    if len(c.inbuf) > IN_LIMIT:
+    _lines(c)
+    if len(c.inbuf) > (IN_LIMIT if c.authed else STRANGER_OUT):
         _drop(c)
 
 
+def _make_room(c):
+    # the oldest of the new client's kind goes: a stranger never pushes a listener out
+    mine = [o for o in _clients if o.authed == c.authed]
+    if len(mine) >= (MAX_CLIENTS if c.authed else MAX_STRANGERS):
+        _drop(mine[0])
+
+
 def _answer_guesses():
-    # Guesses are checked one at a time, and a wrong one holds every further guess (from
-    # any connection) back by GUESS_MS without blocking the event loop, so reconnecting
-    # for each guess doesn't make password guessing faster.
-    global _guess_at
-    for c in _clients:
-        if c.guess is None or time.ticks_diff(time.ticks_ms(), _guess_at) < 0:
+    # A guess is checked once its source may guess again (uota.throttle, shared with the
+    # OTA port): a wrong one holds that source's further guesses back, without blocking the
+    # event loop, so reconnecting for each guess doesn't make guessing faster. All guesses
+    # waiting from a source are checked together, so the owner's right one, even from the
+    # guesser's own address, waits at most throttle.CAP_MS.
+    opened = {}
+    throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
+    for c in list(_clients):
+        if c.guess is None:
+            continue
+        if c.peer not in opened:
+            opened[c.peer] = not throttle or not throttle.wait_ms(c.peer)
+        if not opened[c.peer]:
             continue
         guess, c.guess = c.guess, None
         if _check_auth(c, guess):
             c.authed = True
+            c.until = None
             c.out += b'{"auth": "ok"}\n'
+            others = [o for o in _clients if o.authed and o is not c]
+            if len(others) >= MAX_CLIENTS:
+                _drop(others[0])  # the owner replaces its own oldest listener
         else:
-            _guess_at = time.ticks_add(time.ticks_ms(), GUESS_MS)
+            from uota import throttle
+
+            throttle.record(c.peer)
             c.out += b'{"e": "auth failed"}\n'
 
 
+def _expire():
+    for c in list(_clients):
+        if c.until is None:
+            continue
+        throttle = sys.modules.get("uota.throttle")
+        wait = throttle.wait_ms(c.peer) if throttle and c.guess is not None else 0
+        if wait:  # its guess waits on the throttle: it gets its time once checked
+            c.until = time.ticks_add(time.ticks_ms(), wait + AUTH_MS)
+        elif time.ticks_diff(c.until, time.ticks_ms()) <= 0:
+            _drop(c)
+
+
 def _flush(c):
+    """Send what the client can take now; True if some went and more is waiting."""
     if not c.out:
-        return
+        return False
     try:
         n = c.sock.send(c.out)
     except OSError as e:
         if e.args and e.args[0] in (11, 110, 116):
-            return
+            return False
         _drop(c)
-        return
+        return False
     if n:
         c.out = c.out[n:]
+    return bool(n) and bool(c.out)
 
 
 def poll(transport):
     """One non-blocking round: accept, read calls, run handlers, ship prints, flush."""
     global _pending, _pending_len, generation
-    conn = transport.accept_remoteio()
-    if conn is not None:
-        if len(_clients) >= MAX_CLIENTS:
-            _drop(_clients[0])
-        _clients.append(_Client(conn))
+    for _ in range(MAX_STRANGERS):  # bounded per round
+        got = transport.accept_remoteio()
+        if got is None:
+            break
+        c = _Client(*got)
+        _make_room(c)
+        _clients.append(c)
         generation += 1
     if not _clients:
         return False
     for c in list(_clients):
         _read(c)
     _answer_guesses()
+    _expire()  # after the reads: a guess that came in while the loop was busy still counts
     if _pending:
         with _lock:
             texts, _pending, _pending_len = _pending, [], 0
@@ -248,8 +316,10 @@ def poll(transport):
                     c.out += frame
     busy = False
     for c in list(_clients):
-        _flush(c)
-        busy = busy or bool(c.out)
+        # a client that doesn't read doesn't keep the loop busy: it is retried next round
+        busy = _flush(c) or busy
+        if c in _clients:
+            _full(c)
     return busy
 
 

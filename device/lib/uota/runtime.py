@@ -59,21 +59,35 @@ def unload(names):
             pass
 
 
-def _serve(stream, transports):
+def _serve(stream, t, transports):
+    """Serve a waiting OTA connection's input: until it needs more (parked in the
+    transport's lobby), or, once it authenticated, to the end of its session."""
     reset = False
+    started = time.ticks_ms()
+    stream.turn = 1  # one read per round: a chatty stranger can't hold the loop
     try:
-        Session = load("uota.session").Session
-        reset = Session(stream).run()
+        if stream.session is None:
+            stream.session = load("uota.session").Session(stream)
+        reset = stream.session.run()
+    except t.Later:
+        if not stream.expired():
+            return
     except Exception as e:  # a session bug or a full heap must not take the OTA server down
         print("uota: OTA session failed:")
         _print_exception(e)
-    finally:
-        if reset:
-            # stop listening before the host sees the connection close: anything that
-            # connects afterwards reaches the next boot, not this dying one
-            for t in transports:
-                t.close()
-        stream.close()
+    if stream.until is None:
+        # an authenticated session had the loop to itself: its time doesn't count against
+        # those who waited meanwhile (another of the owner's tools, say)
+        took = time.ticks_diff(time.ticks_ms(), started)
+        for other in t.waiting:
+            other.paused(took)
+    if reset:
+        # stop listening before the host sees the connection close: anything that
+        # connects afterwards reaches the next boot, not this dying one
+        for other in transports:
+            other.close()
+    t.drop(stream)
+    if not t.waiting:
         unload(_SESSION_MODULES)
         gc.collect()
     if reset:
@@ -139,9 +153,8 @@ def _tick(transports, healthy_ms, started):
     for t in transports:
         if not t.poll():
             continue
-        stream = t.accept_ota()
-        if stream is not None:
-            _serve(stream, transports)
+        for stream in t.accept_ota():
+            _serve(stream, t, transports)
             busy = True
         if remoteio.poll(t):
             busy = True

@@ -193,9 +193,9 @@ class Session:
             self.ch.reply("ok")
         else:
             self.nonce = None  # one guess per nonce
-            import time
+            from uota import throttle
 
-            time.sleep_ms(300)  # and a pause per wrong guess: online guessing stays slow
+            throttle.failed(self.ch.raw)  # and a growing pause per source: online guessing stays slow
             raise Refused("error: auth failed")
 
     def c_files(self, arg):

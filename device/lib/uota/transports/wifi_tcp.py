@@ -1,56 +1,128 @@
 # WiFi TCP transport: joins the configured network, then listens on the OTA port (2018) and
 # the RemoteIO port (2019). Only sockets live here; the protocol is in uota.session.
+import sys
 import socket
 import errno
+import select
 import time
 import network
 
 _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 
 
-AUTH_S = 5  # a connection must authenticate this soon after it is accepted
+AUTH_MS = 5000  # a connection must authenticate this soon after it is accepted
+IDLE_MS = 30000  # an authenticated session may wait this long for each read or write
+WAITING = 4  # unauthenticated OTA connections held at once (the oldest silent one makes room)
+
+
+class Later(Exception):
+    """An unauthenticated connection has no more input for now: the session is parked at a
+    line boundary and resumed when more arrives (not an OSError, so the Channel keeps it)."""
 
 
 class SocketStream:
-    """The recv/readinto/write byte stream uota.channel.Channel expects, over a blocking socket.
+    """The recv/readinto/write byte stream uota.channel.Channel expects, over a non-blocking
+    socket, with deadlines measured here (ticks_ms) rather than by socket timeouts: on the
+    unix port a GC signal from the app's thread restarts a socket timeout, so a silent peer
+    could hold a timed recv for ever.
 
-    Deadlines, so no client holds the one OTA connection (and the event loop) for long: each
-    read or write waits at most `timeout` s, and until the session calls authenticated(),
-    the whole connection may last at most AUTH_S s (a silent or trickling stranger)."""
+    Until the session calls authenticated(), the connection waits in the transport's lobby:
+    reads never block (Later), one recv per turn, and the whole connection may last
+    `first_ms` (AUTH_MS with a password: a silent or trickling stranger), not counting time
+    the event loop spent serving someone else's session. Afterwards reads and writes block,
+    IDLE_MS each."""
 
-    def __init__(self, sock, timeout):
+    def __init__(self, sock, peer, first_ms=AUTH_MS):
         self.sock = sock
-        self.timeout = timeout
-        self.until = time.ticks_add(time.ticks_ms(), AUTH_S * 1000)
+        self.peer = peer  # the source address: wrong guesses are slowed per source (uota.throttle)
+        sock.setblocking(False)
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.until = time.ticks_add(time.ticks_ms(), first_ms)
+        self.turn = 0  # recvs left in this lobby turn
+        self.session = None  # created when its first bytes arrive
 
     def authenticated(self):
         self.until = None
 
-    def _arm(self):
-        t = self.timeout
+    def expired(self):
+        return self.until is not None and time.ticks_diff(self.until, time.ticks_ms()) <= 0
+
+    def paused(self, ms):
+        """The loop served another session for `ms`: that time doesn't count against this one."""
         if self.until is not None:
-            left = time.ticks_diff(self.until, time.ticks_ms())
-            if left <= 0:
-                raise OSError(errno.ETIMEDOUT)
-            t = min(t, left / 1000)
-        self.sock.settimeout(t)
+            self.until = time.ticks_add(self.until, ms)
+
+    def extend(self, ms):
+        """Keep an unauthenticated connection at least `ms` more (it waits on the guess throttle)."""
+        at = time.ticks_add(time.ticks_ms(), ms)
+        if self.until is not None and time.ticks_diff(at, self.until) > 0:
+            self.until = at
+
+    def readable(self):
+        return bool(self.poller.poll(0))
+
+    def _wait(self, event):
+        self.poller.modify(self.sock, event)
+        try:
+            until = time.ticks_add(time.ticks_ms(), IDLE_MS)
+            while True:
+                left = time.ticks_diff(until, time.ticks_ms())
+                if left <= 0:
+                    raise OSError(errno.ETIMEDOUT)
+                if self.poller.poll(min(left, 1000)):  # poll keeps its own deadline
+                    return
+        finally:
+            self.poller.modify(self.sock, select.POLLIN)
+
+    def _read(self, op, arg):
+        while True:
+            if self.until is not None:  # in the lobby: never block
+                if self.expired():
+                    raise OSError(errno.ETIMEDOUT)
+                if self.turn <= 0:
+                    raise Later()
+                self.turn -= 1
+            else:
+                self._wait(select.POLLIN)
+            try:
+                n = op(arg)
+            except OSError as e:
+                if e.args and e.args[0] in _WOULD_BLOCK:
+                    n = None
+                else:
+                    raise
+            if n is not None:
+                return n
+            if self.until is not None:
+                raise Later()
 
     def recv(self, n):
-        self._arm()
-        return self.sock.recv(n)
+        return self._read(self.sock.recv, n)
 
     def readinto(self, mv):
-        self._arm()
-        return self.sock.readinto(mv)
+        return self._read(self.sock.readinto, mv)  # may be short: Channel.readinto allows it
 
     def write(self, data):
         mv = memoryview(data)
         while mv:
-            self._arm()
-            n = self.sock.send(mv)
+            try:
+                n = self.sock.send(mv)
+            except OSError as e:
+                if not (e.args and e.args[0] in _WOULD_BLOCK):
+                    raise
+                n = 0
             mv = mv[n:]
+            if mv:
+                if self.until is not None:
+                    raise OSError(errno.EAGAIN)  # a stranger that doesn't read its replies: dropped
+                self._wait(select.POLLOUT)
 
     def close(self):
+        try:
+            self.poller.unregister(self.sock)
+        except (OSError, KeyError, ValueError):
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -67,17 +139,19 @@ def listen(port, backlog=2):
 
 
 def accept(server):
-    """A connected socket, or None if nobody is waiting (never blocks)."""
+    """(socket, source address), or None if nobody is waiting (never blocks)."""
     try:
-        conn, _ = server.accept()
+        conn, addr = server.accept()
     except OSError as e:
         if e.args and e.args[0] in _WOULD_BLOCK:
             return None
         raise
-    return conn
+    return conn, addr[0] if isinstance(addr, tuple) else addr
 
 
 class WifiTcp:
+    Later = Later
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.wlan = None
@@ -85,7 +159,10 @@ class WifiTcp:
         self.rio = None
         self._next_try = 0
         self.generation = 0  # bumped when the listening sockets change
-
+        # Unauthenticated OTA connections, oldest first. They are served a turn at a time
+        # between event-loop rounds, so idle strangers can't keep the owner out: whoever
+        # authenticates first is served; the rest wait or run out of time.
+        self.waiting = []
     def poll(self):
         """Join WiFi / open the listeners when possible; True once listening."""
         if self.ota is not None:
@@ -107,32 +184,75 @@ class WifiTcp:
                 self.wlan.connect(self.cfg.get("ssid", ""), self.cfg.get("password", ""))
         if not self.wlan.isconnected():
             return False
-        self.ota = listen(self.cfg.get("port", 2018))
+        self.ota = listen(self.cfg.get("port", 2018), WAITING)
         self.rio = listen(self.cfg.get("remoteioPort", 2019), 4)
         self.generation += 1
         print("uota: listening on %s:%d" % (self.wlan.ifconfig()[0], self.cfg.get("port", 2018)))
         return True
 
     def accept_ota(self):
+        """Take new OTA connections into the lobby; the waiting ones with input to serve now."""
         if self.ota is None:
-            return None
-        conn = accept(self.ota)
-        return SocketStream(conn, 30) if conn else None
+            return ()
+        from uota import remoteio
+
+        # without a password nothing is authenticated: a connection only has to say something
+        # within the idle time (the session trusts it from its first line)
+        first_ms = AUTH_MS if remoteio.password else IDLE_MS
+        for _ in range(WAITING):  # bounded per round
+            got = accept(self.ota)
+            if got is None:
+                break
+            if len(self.waiting) >= WAITING:
+                self._evict()
+            self.waiting.append(SocketStream(got[0], got[1], first_ms))
+        ready = []
+        throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
+        for st in list(self.waiting):
+            wait = throttle.wait_ms(st.peer) if throttle else 0
+            if wait:
+                st.extend(wait + AUTH_MS)  # it gets its full time once its source may guess again
+            elif st.expired():
+                self.drop(st)
+            elif st.readable():
+                ready.append(st)
+        return ready
+
+    def _evict(self):
+        # the oldest connection that never sent a byte, else the oldest: a stranger that
+        # opens idle connections can't push out one that is authenticating
+        victim = self.waiting[0]
+        for st in self.waiting:
+            if st.session is None:
+                victim = st
+                break
+        self.drop(victim)
+
+    def drop(self, stream):
+        stream.close()
+        stream.session = None  # its buffers go now, not when the round's list of streams does
+        if stream in self.waiting:
+            self.waiting.remove(stream)
 
     def accept_remoteio(self):
+        """(non-blocking socket, source address) of a new RemoteIO connection, or None."""
         if self.rio is None:
             return None
-        conn = accept(self.rio)
-        if conn:
-            conn.setblocking(False)
-        return conn
+        got = accept(self.rio)
+        if got:
+            got[0].setblocking(False)
+        return got
 
     def sockets(self):
         return [s for s in (self.ota, self.rio) if s is not None]
 
     def close(self):
+        # the listeners first: a host that sees its connection close and reconnects at
+        # once (after a reset) must not reach this dying listener
         for s in (self.ota, self.rio):
             if s:
                 s.close()
         self.ota = self.rio = None
+        for st in list(self.waiting):
+            self.drop(st)
         self.generation += 1

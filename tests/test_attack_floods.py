@@ -1,0 +1,179 @@
+"""Floods and port hogging (docs/reliability.md "Floods"): strangers that open idle
+connections, flood RemoteIO with calls they never read, or outnumber the listeners can't
+lock the owner out, grow the board's RAM, or push an authenticated listener off."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from attack_helpers import PASSWORD, closed_by_device, healthy_board
+from uota_core.link import LinkError
+from uota_core.remoteio import RemoteIOClient
+from uota_core.session import Session
+from uota_core.sim import VirtualBoard
+from uota_core.tcp import TcpLink
+
+pytestmark = pytest.mark.timeout(180)
+
+AUTH_S = 5.0  # device: wifi_tcp.AUTH_MS and remoteio.AUTH_MS
+SLACK = 3.0
+OWNER_BOUND = 2.0  # the owner's `version` behind idle strangers, connect to reply
+
+
+@pytest.fixture(scope="module")
+def floods(tmp_path_factory: pytest.TempPathFactory):
+    with healthy_board(tmp_path_factory.mktemp("floods"), "floodboard", password=PASSWORD) as (board, _):
+        yield board
+
+
+def strangers(board: VirtualBoard, port: int, n: int) -> list[socket.socket]:
+    return [socket.create_connection((board.host, port), timeout=5) for _ in range(n)]
+
+
+def owner_version(board: VirtualBoard, timeout: float = 30) -> float:
+    """Seconds the owner's `uota version` (connect, hello, auth, version) took."""
+    started = time.monotonic()
+    with Session(TcpLink(board.host, 2018, timeout=timeout), PASSWORD) as s:
+        s.open()
+        s.version()
+    return time.monotonic() - started
+
+
+def test_idle_strangers_do_not_lock_the_owner_out(floods: VirtualBoard) -> None:
+    # the attack: idle connections to 2018, renewed before each of the owner's 5 tries;
+    # more of them than the board holds waiting (wifi_tcp.WAITING = 4)
+    board = floods
+    held: list[socket.socket] = []
+    waits = []
+    try:
+        for _ in range(5):
+            held += strangers(board, 2018, 6)
+            waits.append(owner_version(board))
+    finally:
+        for s in held:
+            s.close()
+    print("owner's version behind 6 idle strangers, s:", " ".join(f"{w:.2f}" for w in waits))
+    assert max(waits) <= OWNER_BOUND, f"the owner waited {max(waits):.1f}s behind idle strangers: {waits}"
+
+
+def test_a_stranger_flooding_calls_is_dropped_and_costs_the_others_nothing(floods: VirtualBoard) -> None:
+    board = floods
+    memory_errors = board.console.count("MemoryError")
+    with RemoteIOClient(board.host, password=PASSWORD) as listener:
+        flooder = socket.socket()
+        flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # reads nothing anyway
+        flooder.connect((board.host, 2019))
+        flooder.settimeout(0.5)
+        calls = b"".join(json.dumps({"id": i, "call": "ping"}).encode() + b"\n" for i in range(50))
+        sent, dropped, deadline = 0, False, time.monotonic() + AUTH_S + SLACK
+        while sent < 2000 and time.monotonic() < deadline:  # bounded: 100,000 calls, 8 s
+            try:
+                flooder.sendall(calls)
+                sent += 1
+            except TimeoutError:
+                continue  # the board stopped reading it
+            except OSError:
+                dropped = True
+                break
+        try:
+            cut = 0.0 if dropped else closed_by_device(flooder, AUTH_S + SLACK)
+        finally:
+            flooder.close()
+        assert listener.call("ping") == "pong"  # the listener connected before it was served all along
+        with RemoteIOClient(board.host, password=PASSWORD) as late:
+            assert late.call("echo", n=5) == 5
+    assert cut is not None, f"the flooder ({sent * 50} calls sent) was never dropped"
+    assert board.console.count("MemoryError") == memory_errors
+
+
+def test_a_listener_that_stops_reading_loses_no_reply(floods: VirtualBoard) -> None:
+    # an authenticated caller that sends far more calls than it reads is held back (its
+    # input is left unread), not dropped, and gets every reply once it reads again
+    board = floods
+    n, payload = 1500, "x" * 200
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((board.host, 2019))
+    with RemoteIOClient(link=TcpLink.adopt(sock, "caller", timeout=30), password=PASSWORD) as caller:
+        with RemoteIOClient(board.host, password=PASSWORD) as other:
+            free_before = other.call("free_mem")
+            lines = [json.dumps({"id": i, "call": "echo", "args": {"n": f"{i}{payload}"}}).encode() + b"\n"
+                     for i in range(1, n + 1)]
+            done = threading.Event()
+            errors: list[BaseException] = []
+
+            def send_all() -> None:
+                try:
+                    for line in lines:
+                        caller.link.write(line)
+                except BaseException as e:  # reported below
+                    errors.append(e)
+                finally:
+                    done.set()
+
+            writer = threading.Thread(target=send_all, daemon=True)
+            writer.start()
+            done.wait(3.0)  # by then the board has stopped taking its calls (or taken them all)
+            assert other.call("ping") == "pong"  # others are served meanwhile
+            free_during = other.call("free_mem")
+            got = []
+            while len(got) < n:
+                frame = json.loads(caller.link.readline(timeout=30))
+                if "p" in frame:
+                    continue
+                got.append(frame)
+            writer.join(30)
+    assert not errors, errors
+    assert [f.get("id") for f in got] == list(range(1, n + 1))
+    assert all(f.get("r") == f"{f['id']}{payload}" for f in got)
+    assert free_during >= free_before - 16 * 1024, (free_before, free_during)
+
+
+def test_strangers_do_not_push_an_authenticated_listener_off(floods: VirtualBoard) -> None:
+    board = floods
+    with RemoteIOClient(board.host, password=PASSWORD) as listener:
+        held = strangers(board, 2019, 8)
+        try:
+            for s in held:  # each was accepted: its hello arrived
+                assert b'"hello"' in s.recv(4096)
+            assert listener.call("ping") == "pong"
+            with RemoteIOClient(board.host, password=PASSWORD) as owner:  # the owner still gets in too
+                assert owner.call("ping") == "pong"
+        finally:
+            for s in held:
+                s.close()
+
+
+def test_an_idle_stranger_on_remoteio_is_closed_after_the_deadline(floods: VirtualBoard) -> None:
+    board = floods
+    with RemoteIOClient(board.host, password=PASSWORD) as listener:
+        stranger = socket.create_connection((board.host, 2019), timeout=5)
+        try:
+            assert b'"hello"' in stranger.recv(4096)
+            cut = closed_by_device(stranger, AUTH_S + SLACK)
+        finally:
+            stranger.close()
+        assert cut is not None and cut <= AUTH_S + SLACK, "the idle stranger kept its RemoteIO connection"
+        assert listener.call("ping") == "pong"  # an authenticated listener has no such deadline
+
+
+def test_a_fifth_listener_replaces_the_oldest(floods: VirtualBoard) -> None:
+    # strangers can't push a listener off, but the owner's own stale listeners can't lock
+    # it out either: at most 4 authenticated, and a 5th takes the oldest one's place
+    board = floods
+    clients = []
+    try:
+        for _ in range(5):
+            clients.append(RemoteIOClient(board.host, password=PASSWORD))
+            assert clients[-1].call("ping") == "pong"  # authenticated before the next one comes
+        assert [c.call("echo", n=i) for i, c in enumerate(clients[1:], 1)] == [1, 2, 3, 4]
+        with pytest.raises(LinkError):
+            clients[0].call("ping")
+    finally:
+        for c in clients:
+            c.close()
