@@ -82,6 +82,7 @@ class BootConfig:
     uid: str
     reset_cause: int = PWRON_RESET
     repl_mode: str = "friendly"
+    ticks_base_us: int = 0  # CLOCK_MONOTONIC (µs) at the chip reset: time.ticks_*() count from it
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UOTA_SIM_")}
@@ -94,6 +95,7 @@ class BootConfig:
             UOTA_SIM_UID=self.uid,
             UOTA_SIM_RESET_CAUSE=str(self.reset_cause),
             UOTA_SIM_REPL=self.repl_mode,
+            UOTA_SIM_TICKS_BASE=str(self.ticks_base_us),
         )
         return env
 
