@@ -308,7 +308,6 @@ class VirtualBoard:
             with self._lock:
                 if not holder or holder[0] is not self._vm:
                     return  # a message from a VM that has since been killed
-                holder[0].interrupt_taken()
                 # The VM printed what precedes this message first: record it first, so a
                 # caller woken by the message finds that output on the console.
                 if self._uart:
@@ -393,9 +392,10 @@ class VirtualBoard:
             self.repl_mode = mode
             self._repl.notify_all()
 
-    def _interrupt_vm(self) -> bool:
+    def _interrupt_vm(self) -> None:
         vm = self._vm
-        return vm.interrupt() if vm else False
+        if vm:
+            vm.interrupt()
 
     def wait_repl(self, mode: str | None = None, timeout: float = 10.0) -> str:
         """Wait until the REPL waits for input (in `mode`, if given); returns the mode."""

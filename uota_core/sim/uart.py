@@ -56,7 +56,6 @@ class LineStats:
     host_not_listening: int = 0  # nobody had the port open
     garbled_baud: int = 0  # host opened the port at another baud rate
     interrupts: int = 0
-    interrupts_absorbed: int = 0  # Ctrl-C while the last one may still be pending in the VM
 
 
 @dataclass
@@ -72,7 +71,7 @@ class UartLine:
         self,
         baud: int | None,
         on_board_output: Callable[[bytes], None],
-        on_interrupt: Callable[[], bool],
+        on_interrupt: Callable[[], None],
     ) -> None:
         self.baud = baud
         self._byte_time = 10.0 / baud if baud else 0.0
@@ -241,10 +240,8 @@ class UartLine:
             if b == self.interrupt_char:
                 self._write_board(data[start:i])
                 start = i + 1
-                if self._on_interrupt():
-                    self.stats.interrupts += 1
-                else:
-                    self.stats.interrupts_absorbed += 1
+                self.stats.interrupts += 1
+                self._on_interrupt()
         self._write_board(data[start:])
 
     def _write_board(self, data: bytes) -> None:

@@ -139,10 +139,6 @@ def process_stat(pid: int) -> tuple[str, str, int] | None:
     return name, rest[0], int(rest[1])
 
 
-# A Ctrl-C that may still be pending in the VM absorbs the next one until the VM's main
-# thread has run this much CPU time since (far more than reaching a pending-exception check).
-INTR_SETTLE_NS = 10_000_000
-
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -151,20 +147,6 @@ def _tgkill(pid: int, sig: int) -> None:
     tgkill = getattr(_libc, "tgkill", None)  # glibc >= 2.30
     if tgkill is None or tgkill(pid, pid, sig) != 0:
         os.kill(pid, sig)
-
-
-def main_thread_progress(pid: int) -> tuple[int, int, str] | None:
-    """(CPU time in ns, voluntary context switches, state letter) of a process's main thread."""
-    try:
-        runtime = int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0])
-        status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
-    except (OSError, ValueError, IndexError):
-        return None
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    try:
-        return runtime, int(fields["voluntary_ctxt_switches"]), fields["State"].split()[0]
-    except (KeyError, ValueError, IndexError):
-        return None
 
 
 class VmProcess:
@@ -183,7 +165,6 @@ class VmProcess:
             # Its own session: a Ctrl-C in the supervisor's terminal must not reach the VM.
             start_new_session=True,
         )
-        self._intr_mark: tuple[int, int, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -192,38 +173,15 @@ class VmProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def interrupt(self) -> bool:
+    def interrupt(self) -> None:
         """A Ctrl-C from the UART: SIGINT for the VM's main thread, where the ESP32's UART
-        interrupt schedules the KeyboardInterrupt. A process-directed SIGINT may be handled
-        by any thread, one being started included, and crashed the VM. Returns False if the
-        Ctrl-C was absorbed by one still pending: the unix port kills itself on a SIGINT that
-        finds the last one pending (its "second Ctrl-C"), where an ESP32 just schedules the
-        same interrupt again."""
-        if not self.alive() or (self._intr_mark is not None and not self._intr_taken(self._intr_mark)):
-            return False
-        try:
-            _tgkill(self.proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            return False
-        # Read after the signal: a thread that handled it at once must block or run again
-        # before the next one goes out, so any error waits longer, never less.
-        self._intr_mark = main_thread_progress(self.proc.pid)
-        return True
-
-    def interrupt_taken(self) -> None:
-        """The VM's firmware spoke since the last SIGINT: it has run past any pending check."""
-        self._intr_mark = None
-
-    def _intr_taken(self, mark: tuple[int, int, str]) -> bool:
-        now = main_thread_progress(self.proc.pid)
-        if now is None:
-            return True
-        runtime, switches, state = now
-        if runtime - mark[0] >= INTR_SETTLE_NS:
-            return True
-        # Blocked again since: it woke for the signal, and an interrupted syscall checks
-        # for a pending exception before anything else.
-        return state in ("S", "D") and switches > mark[1]
+        interrupt schedules the KeyboardInterrupt. A SIGINT for the process may be taken by
+        any thread, one that is being started included, and that crashed the VM."""
+        if self.alive():
+            try:
+                _tgkill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         if self.proc.poll() is None:
