@@ -13,9 +13,10 @@ from uota_core.errors import BoardError
 from uota_core.sim.console import Console
 from uota_core.sim.flash import FlashImage
 from uota_core.sim.network import AddressLease, MdnsAnnouncer
+from uota_core.sim.peripherals import BoardPeripherals
 from uota_core.sim.rom import Panic, panic_of, reset_banner, signal_name
-from uota_core.sim.state import GPIO_SLOTS, BoardState, flash_of
-from uota_core.sim.uart import Faults, LineStats, UartLine
+from uota_core.sim.state import BoardState
+from uota_core.sim.uart import UartLine
 from uota_core.sim.vm import (
     HARD_RESET,
     PWRON_RESET,
@@ -35,7 +36,7 @@ BOOT_TIMEOUT = 15.0
 PANICS_BEFORE_BOOT = 3
 
 
-class VirtualBoard:
+class VirtualBoard(BoardPeripherals):
     """A virtual ESP32: MicroPython VM, LittleFS flash, serial pty, loopback address, mDNS name.
 
     Use as a context manager; the board is powered on when the block starts and the
@@ -406,63 +407,3 @@ class VirtualBoard:
             if not ok:
                 raise BoardError(f"the board's REPL was not ready within {timeout} s (mode now {self.repl_mode})")
             return str(self.repl_mode)
-
-    # ---- flash, GPIO, link --------------------------------------------------------------
-
-    def _flash(self) -> FlashImage:
-        return self.flash or flash_of(self.state_dir)
-
-    def read_file(self, path: str) -> bytes:
-        """A file from the flash. While running this reads the last committed state."""
-        return self._flash().read_file(path)
-
-    def write_file(self, path: str, data: bytes | str) -> None:
-        """Write a file into the flash; only while powered off (the VM owns a running flash)."""
-        if self.running:
-            raise BoardError("the virtual board is running: power_cut() it before writing its flash from the host")
-        self._flash().write_file(path, data.encode() if isinstance(data, str) else data)
-
-    def listdir(self, path: str = "/") -> list[str]:
-        return self._flash().listdir(path)
-
-    def _gpio(self, slot: int, value: int | None = None) -> int:
-        if not 0 <= slot < GPIO_SLOTS:
-            raise BoardError(f"GPIO slot {slot} out of range")
-        with open(self._state.gpio_path, "r+b", buffering=0) as f:
-            if value is not None:
-                os.pwrite(f.fileno(), int(value).to_bytes(4, "little", signed=True), slot * 4)
-                return value
-            return int.from_bytes(os.pread(f.fileno(), 4, slot * 4), "little", signed=True)
-
-    def set_pin(self, pin: int, level: int) -> None:
-        """Drive an input pin's level, as a test fixture would on a real rig."""
-        self._gpio(pin, 1 if level else 0)
-
-    def get_pin(self, pin: int) -> int:
-        """The level the board drives (or was last driven to) on a pin."""
-        return self._gpio(pin)
-
-    def set_adc(self, pin: int, raw: int) -> None:
-        """The raw 12-bit value `ADC(Pin(pin)).read()` returns on the board."""
-        self._gpio(64 + pin, max(0, min(4095, raw)))
-
-    def set_faults(self, drop: float = 0.0, corrupt: float = 0.0, cut: bool = False,
-                   seed: int | None = None, direction: str = "both") -> None:
-        """Damage the serial line: per-byte drop/corrupt rates, or cut it entirely.
-
-        `direction` limits drops and corruption to "to_board" or "to_host" bytes.
-        Call with no arguments to repair the line.
-        """
-        if not (0 <= drop <= 1 and 0 <= corrupt <= 1):
-            raise BoardError("fault rates are fractions between 0 and 1")
-        if direction not in ("both", "to_board", "to_host"):
-            raise BoardError(f"fault direction {direction!r} is not both, to_board or to_host")
-        if not self._uart:
-            raise BoardError("the virtual board is not started")
-        self._uart.set_faults(Faults(drop=drop, corrupt=corrupt, cut=cut, seed=seed, direction=direction))
-
-    @property
-    def line_stats(self) -> LineStats:
-        if not self._uart:
-            raise BoardError("the virtual board is not started")
-        return self._uart.stats
