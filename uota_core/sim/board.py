@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -345,7 +346,7 @@ class VirtualBoard(BoardPeripherals):
             self._uart.collect_board_output()  # its last words come before the report
             try:
                 code = vm.proc.wait(timeout=5)
-            except Exception:  # closed its fd 2 yet still running: stop it as a dead board
+            except subprocess.TimeoutExpired:  # closed its fd 2 yet runs on: stop it as a dead board
                 vm.kill()
                 code = vm.proc.returncode
             self._set_repl(None)
