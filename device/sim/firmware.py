@@ -15,6 +15,7 @@ import simsocket
 import simupy
 import simos
 import simsys
+import simtime
 import simvfs
 
 
@@ -68,10 +69,11 @@ for _n, _m in (
     ("socket", simsocket),
     ("micropython", simupy),
     ("os", simos),
-    ("sys", simsys),
+    ("sys", simsys.sys),
+    ("time", simtime),
 ):
     sys.modules[_n] = sys.modules["u" + _n] = _m
-for _n in ("simio", "simrepl", "simreadline", "simmachine", "simnetwork", "simsocket", "simupy", "simos", "simsys", "simvfs"):
+for _n in ("simio", "simrepl", "simreadline", "simmachine", "simnetwork", "simsocket", "simupy", "simos", "simsys", "simtime", "simvfs"):
     sys.modules.pop(_n, None)
 
 import builtins

@@ -20,6 +20,9 @@ pend = []  # Ctrl-C bytes owed to the reader (a list: bytearray has no pop)
 _here = '  File "' + __file__.rsplit("/", 1)[0] + "/" if "/" in __file__ else '  File "sim'
 
 dead = [False]  # set once a reset was requested: the board prints nothing more
+term = [None]  # os.dupterm()'s stream: the ESP32 port has one slot
+_b1 = bytearray(1)
+_poll = []  # a poller on fd 0, made when a dupterm stream first needs it
 
 
 def heal_heap():
@@ -68,10 +71,49 @@ def diag(text):
         pass
 
 
+def _w(b):
+    # mp_hal_stdout_tx_strn: the UART, then the dupterm stream (extmod/os_dupterm.c)
+    _out.write(b)
+    s = term[0]
+    if s is not None:
+        try:
+            s.write(b.encode() if isinstance(b, str) else bytes(b))
+        except Exception as e:
+            _deactivate("write", e)
+
+
+def _deactivate(what, e):
+    term[0] = None
+    _out.write(b"dupterm: Exception in %s() method, deactivating: " % what)
+    _out.write(cook(exc_text(e)))
+
+
+def _term_rx():
+    # mp_hal_stdin_rx_chr with a dupterm stream: the UART first, then the stream,
+    # every 10 ms (an RTOS tick). None: nothing yet.
+    if not _poll:
+        import select
+
+        _poll.append(select.poll())
+        _poll[0].register(_in, select.POLLIN)
+    if _poll[0].poll(10):
+        b = _in.read(1)
+        return b[0] if b else -1
+    s = term[0]
+    try:
+        if hasattr(s, "ioctl") and not s.ioctl(3, 1):  # MP_STREAM_POLL, POLL_RD
+            return None
+        n = s.readinto(_b1)
+    except Exception as e:
+        _deactivate("read", e)
+        return None
+    return _b1[0] if n else None
+
+
 def tx(b):
     while not dead[0]:
         try:
-            _out.write(b)
+            _w(b)
             return
         except KeyboardInterrupt:
             pend.append(3)
@@ -83,7 +125,13 @@ def rx():
         try:
             if pend:
                 return pend.pop(0)
-            b = _in.read(1)
+            if term[0] is not None:
+                c = _term_rx()
+                if c is None:
+                    continue
+                b = b"" if c < 0 else bytes((c,))
+            else:
+                b = _in.read(1)
         except KeyboardInterrupt:
             return 3
         if not b:
@@ -99,13 +147,23 @@ def cook(s):
     return bytes(s).replace(b"\n", b"\r\n")
 
 
+class _Raw(io.IOBase):
+    # sys.stdout.buffer: binary-clean, mirrored to a dupterm stream as on a board
+    def write(self, b):
+        _w(b)
+        return len(b)
+
+    def flush(self):
+        pass
+
+
 class Console(io.IOBase):
     # sys.stdout/sys.stderr as on a board: text is cooked, .buffer is raw.
-    buffer = _out
+    buffer = _Raw()
 
     def write(self, s):
         if not dead[0]:
-            _out.write(cook(s))
+            _w(cook(s))
         return len(s)
 
     def flush(self):
@@ -120,7 +178,7 @@ def print(*a, sep=None, end=None, file=None):
         s = (" " if sep is None else sep).join([str(x) for x in a])
         s += "\n" if end is None else end
         if not dead[0]:
-            _out.write(s.replace("\n", "\r\n"))
+            _w(s.replace("\n", "\r\n"))
     else:
         _print(*a, sep=" " if sep is None else sep, end="\n" if end is None else end, file=file)
 
@@ -129,7 +187,7 @@ def repl_print(o):
     # What the compiler calls for an expression statement at the REPL.
     if o is not None:
         if not dead[0]:
-            _out.write(cook(repr(o) + "\n"))
+            _w(cook(repr(o) + "\n"))
         builtins._ = o
 
 

@@ -2,6 +2,7 @@
 # uname() and sync().
 import os as _os
 import sys
+from simio import term as _term
 
 for _k in dir(_os):
     if _k[:2] != "__" and _k not in ("system", "getenv", "putenv", "unsetenv", "VfsPosix"):
@@ -44,8 +45,16 @@ def sync():
     pass
 
 
-def dupterm(stream=None, index=0):
-    return None
+def dupterm(stream, index=0):
+    # Mirror the REPL's output to `stream` and read its input too; returns the
+    # stream it replaces. The ESP32 port has one slot.
+    if index != 0:
+        raise ValueError("invalid dupterm index")
+    if stream is not None and not (hasattr(stream, "write") and hasattr(stream, "readinto")):
+        raise OSError("stream operation not supported")
+    old = _term[0]
+    _term[0] = stream
+    return old
 
 
 __name__ = "os"

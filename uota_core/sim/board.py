@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ from uota_core.errors import BoardError
 from uota_core.sim.console import Console
 from uota_core.sim.flash import FlashImage
 from uota_core.sim.network import AddressLease, MdnsAnnouncer
-from uota_core.sim.state import GPIO_SLOTS, BoardState, flash_of
-from uota_core.sim.uart import Faults, LineStats, UartLine
+from uota_core.sim.peripherals import BoardPeripherals
+from uota_core.sim.rom import Panic, panic_of, reset_banner, signal_name
+from uota_core.sim.state import BoardState
+from uota_core.sim.uart import UartLine
 from uota_core.sim.vm import (
     HARD_RESET,
     PWRON_RESET,
@@ -30,14 +33,11 @@ from uota_core.sim.vm import (
 DEFAULT_BAUD = 115200
 DEFAULT_HEAP = "128K"
 BOOT_TIMEOUT = 15.0
-
-# What the ESP32 ROM prints on its UART before any firmware runs.
-_ROM_BANNER = "ets Jun  8 2016 00:22:57\r\n\r\nrst:{code} ({why}),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
-_ROM_REASONS = {PWRON_RESET: ("0x1", "POWERON_RESET"), HARD_RESET: ("0x1", "POWERON_RESET"),
-                SOFT_RESET: ("0xc", "SW_CPU_RESET")}
+# A VM that crashes this often before boot.py is broken, not crashing: stop rebooting it.
+PANICS_BEFORE_BOOT = 3
 
 
-class VirtualBoard:
+class VirtualBoard(BoardPeripherals):
     """A virtual ESP32: MicroPython VM, LittleFS flash, serial pty, loopback address, mDNS name.
 
     Use as a context manager; the board is powered on when the block starts and the
@@ -73,6 +73,11 @@ class VirtualBoard:
         self._repl = threading.Condition()
         self.repl_mode: str | None = None  # 'friendly'/'raw' while the REPL waits for input
         self._reset_cause = PWRON_RESET
+        self._chip_reset_us = 0  # CLOCK_MONOTONIC at the last chip reset: ticks_ms() counts from it
+        self._panics: list[Panic] = []
+        self._panic_cond = threading.Condition()
+        self._panics_before_boot = 0
+        self._exit_note = ""  # why the VM is not running, if it stopped by itself
         self._uart: UartLine | None = None
         self._lease: AddressLease | None = None
         self._mdns: MdnsAnnouncer | None = None
@@ -192,6 +197,9 @@ class VirtualBoard:
             stat = process_stat(vm.pid)
             state = stat[1] if stat else "gone"
             parts.append(f"vm={vm.pid} alive={vm.alive()} state={state}")
+        parts.append(f"reset_cause={self._reset_cause} panics={len(self._panics)}")
+        if self._exit_note:
+            parts.append(f"exit={self._exit_note!r}")
         if uart is not None:
             parts.append(f"intr={uart.interrupt_char} line={uart.stats}")
         return " ".join(parts)
@@ -251,11 +259,12 @@ class VirtualBoard:
         assert self._uart
         self._booted.clear()
         self._set_repl(None)
+        self._exit_note = ""
         self._uart.interrupt_char = -1
         self._reset_cause = cause  # a soft reboot passes the previous cause on unchanged
-        if rom_banner:
-            code, why = _ROM_REASONS[cause]
-            self._uart.inject_board_output(_ROM_BANNER.format(code=code, why=why).encode())
+        if rom_banner:  # a chip reset, not a soft reboot
+            self._chip_reset_us = time.monotonic_ns() // 1000
+            self._uart.inject_board_output(reset_banner(cause))
         parser = ControlParser()
         holder: list[VmProcess] = []
         ctl_w = self._uart.new_control_pipe(lambda data: self._on_control(holder, parser, data))
@@ -269,6 +278,7 @@ class VirtualBoard:
             uid=self.uid,
             reset_cause=cause,
             repl_mode=repl_mode,
+            ticks_base_us=self._chip_reset_us,
         )
         try:
             vm = VmProcess(self._micropython, self.heap, boot, self._uart.vm_stdin, self._uart.vm_stdout, ctl_w)
@@ -280,9 +290,9 @@ class VirtualBoard:
     def _wait_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not self._booted.wait(0.05):
-            vm = self._vm
-            if vm is None or not vm.alive():
-                time.sleep(0.05)  # let the IO thread collect the VM's last words
+            # A VM that exits is rebooted (a panic) or noted as stopped by the IO thread,
+            # after it has collected the VM's last words.
+            if self._vm is None or self._exit_note:
                 raise BoardError(f"the virtual board did not boot: {self._console.tail(400).strip() or 'VM exited'}")
             if time.monotonic() > deadline:
                 raise BoardError(f"the virtual board did not reach boot.py within {timeout:.0f} s")
@@ -290,6 +300,9 @@ class VirtualBoard:
     # ---- control messages (IO thread) ---------------------------------------------------
 
     def _on_control(self, holder: list[VmProcess], parser: ControlParser, data: bytes) -> None:
+        if not data:
+            self._vm_exited(holder)
+            return
         for kind, payload in parser.feed(data):
             if kind == "text":
                 self._console.append(payload)
@@ -308,6 +321,7 @@ class VirtualBoard:
         if not words:
             return
         if words[0] == "boot":
+            self._panics_before_boot = 0
             self._booted.set()
         elif words[0] == "repl" and len(words) > 1:
             self._set_repl(words[1])
@@ -321,6 +335,59 @@ class VirtualBoard:
                 self._boot(self._reset_cause, mode, rom_banner=False)
             else:
                 self._boot(SOFT_RESET, "friendly")
+
+    def _vm_exited(self, holder: list[VmProcess]) -> None:
+        """The VM's control pipe closed: it has exited. Unless the supervisor killed it
+        (power cut, reset), it crashed: panic and reboot as an ESP32 does, or say why not."""
+        with self._lock:
+            if not holder or holder[0] is not self._vm or not self._uart:
+                return
+            vm = holder[0]
+            self._uart.collect_board_output()  # its last words come before the report
+            try:
+                code = vm.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # closed its fd 2 yet runs on: stop it as a dead board
+                vm.kill()
+                code = vm.proc.returncode
+            self._set_repl(None)
+            panic = panic_of(code, vm.pid, self._console.mark())
+            if panic is None:
+                how = f"exited with status {code}" if code >= 0 else f"was killed by {signal_name(-code)} from outside"
+                self._stopped(f"the VM (pid {vm.pid}) {how}")
+                return
+            self._uart.inject_board_output(panic.report())
+            with self._panic_cond:
+                self._panics.append(panic)
+                self._panic_cond.notify_all()
+            self._panics_before_boot += 1
+            if self._panics_before_boot >= PANICS_BEFORE_BOOT:
+                self._stopped(f"the VM crashed {self._panics_before_boot} times before reaching boot.py; "
+                              "not rebooting it again")
+                return
+            self._boot(SOFT_RESET, "friendly")  # ESP-IDF restarts after a panic: a software reset
+
+    def _stopped(self, why: str) -> None:
+        self._exit_note = why
+        self._console.append(f"\r\nuota-sim: {why}; the board is off until power_on() or reset()\r\n".encode())
+
+    @property
+    def panics(self) -> list[Panic]:
+        """Every crash of this board's VM since start(), oldest first."""
+        with self._panic_cond:
+            return list(self._panics)
+
+    def wait_panic(self, count: int = 1, timeout: float = 10.0) -> Panic:
+        """Wait until the board has panicked `count` times in all; returns the last panic."""
+        with self._panic_cond:
+            if not self._panic_cond.wait_for(lambda: len(self._panics) >= count, timeout):
+                raise BoardError(f"the board did not panic {count} time(s) within {timeout} s "
+                                 f"({len(self._panics)} so far)")
+            return self._panics[-1]
+
+    @property
+    def reset_cause(self) -> int:
+        """What `machine.reset_cause()` says on the board's current boot."""
+        return self._reset_cause
 
     def _set_repl(self, mode: str | None) -> None:
         with self._repl:
@@ -341,63 +408,3 @@ class VirtualBoard:
             if not ok:
                 raise BoardError(f"the board's REPL was not ready within {timeout} s (mode now {self.repl_mode})")
             return str(self.repl_mode)
-
-    # ---- flash, GPIO, link --------------------------------------------------------------
-
-    def _flash(self) -> FlashImage:
-        return self.flash or flash_of(self.state_dir)
-
-    def read_file(self, path: str) -> bytes:
-        """A file from the flash. While running this reads the last committed state."""
-        return self._flash().read_file(path)
-
-    def write_file(self, path: str, data: bytes | str) -> None:
-        """Write a file into the flash; only while powered off (the VM owns a running flash)."""
-        if self.running:
-            raise BoardError("the virtual board is running: power_cut() it before writing its flash from the host")
-        self._flash().write_file(path, data.encode() if isinstance(data, str) else data)
-
-    def listdir(self, path: str = "/") -> list[str]:
-        return self._flash().listdir(path)
-
-    def _gpio(self, slot: int, value: int | None = None) -> int:
-        if not 0 <= slot < GPIO_SLOTS:
-            raise BoardError(f"GPIO slot {slot} out of range")
-        with open(self._state.gpio_path, "r+b", buffering=0) as f:
-            if value is not None:
-                os.pwrite(f.fileno(), int(value).to_bytes(4, "little", signed=True), slot * 4)
-                return value
-            return int.from_bytes(os.pread(f.fileno(), 4, slot * 4), "little", signed=True)
-
-    def set_pin(self, pin: int, level: int) -> None:
-        """Drive an input pin's level, as a test fixture would on a real rig."""
-        self._gpio(pin, 1 if level else 0)
-
-    def get_pin(self, pin: int) -> int:
-        """The level the board drives (or was last driven to) on a pin."""
-        return self._gpio(pin)
-
-    def set_adc(self, pin: int, raw: int) -> None:
-        """The raw 12-bit value `ADC(Pin(pin)).read()` returns on the board."""
-        self._gpio(64 + pin, max(0, min(4095, raw)))
-
-    def set_faults(self, drop: float = 0.0, corrupt: float = 0.0, cut: bool = False,
-                   seed: int | None = None, direction: str = "both") -> None:
-        """Damage the serial line: per-byte drop/corrupt rates, or cut it entirely.
-
-        `direction` limits drops and corruption to "to_board" or "to_host" bytes.
-        Call with no arguments to repair the line.
-        """
-        if not (0 <= drop <= 1 and 0 <= corrupt <= 1):
-            raise BoardError("fault rates are fractions between 0 and 1")
-        if direction not in ("both", "to_board", "to_host"):
-            raise BoardError(f"fault direction {direction!r} is not both, to_board or to_host")
-        if not self._uart:
-            raise BoardError("the virtual board is not started")
-        self._uart.set_faults(Faults(drop=drop, corrupt=corrupt, cut=cut, seed=seed, direction=direction))
-
-    @property
-    def line_stats(self) -> LineStats:
-        if not self._uart:
-            raise BoardError("the virtual board is not started")
-        return self._uart.stats

@@ -3,7 +3,8 @@
 One thread moves bytes both ways at the configured baud rate (10 bits per byte), applies
 injected faults, and plays the UART's RX interrupt: the interrupt char becomes a callback
 (SIGINT for the VM) instead of data. It also reads the VM's control pipe, so control
-messages and serial bytes are handled in the order they were produced.
+messages and serial bytes are handled in the order they were produced; the pipe's end
+(every writer gone) is how the board learns that its VM has exited.
 """
 
 from __future__ import annotations
@@ -127,6 +128,11 @@ class UartLine:
             self._control_fds.append(r)
         self._wake()
         return w
+
+    def _drop_control(self, fd: int) -> None:
+        with self._lock:
+            if self._control and self._control[0] == fd:
+                self._control = None  # the next loop closes it with the stale ones
 
     def inject_board_output(self, data: bytes) -> None:
         """Bytes the board's ROM prints before the VM exists (reset banners)."""
@@ -287,8 +293,14 @@ class UartLine:
                 if fd == self._wake_r:
                     _drain(self._wake_r)
                 elif control and fd == control[0]:
-                    data = _read(fd)
-                    if data:
+                    data = _read_or_eof(fd)
+                    if data is None:
+                        # Every writer is gone: the VM has exited. Stop watching the pipe
+                        # (a hung-up fd polls ready at once, so keeping it spins a core),
+                        # then tell the board, which knows whether it killed that VM.
+                        self._drop_control(fd)
+                        control[1](b"")
+                    elif data:
                         control[1](data)
                 elif fd == self._tx_r:
                     data = _read(self._tx_r, TX_BACKLOG)
@@ -317,6 +329,16 @@ def _read(fd: int, limit: int = 65536) -> bytes:
         return os.read(fd, limit)
     except (BlockingIOError, OSError):
         return b""
+
+
+def _read_or_eof(fd: int) -> bytes | None:
+    """What a pipe holds; None once every writer has closed it."""
+    try:
+        return os.read(fd, 65536) or None
+    except BlockingIOError:
+        return b""
+    except OSError:
+        return None
 
 
 def _drain(fd: int) -> None:

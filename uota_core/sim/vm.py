@@ -6,6 +6,7 @@ messages on fd 2. Each reset is a new process; the pipes outlive it.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -82,6 +83,7 @@ class BootConfig:
     uid: str
     reset_cause: int = PWRON_RESET
     repl_mode: str = "friendly"
+    ticks_base_us: int = 0  # CLOCK_MONOTONIC (µs) at the chip reset: time.ticks_*() count from it
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UOTA_SIM_")}
@@ -94,6 +96,7 @@ class BootConfig:
             UOTA_SIM_UID=self.uid,
             UOTA_SIM_RESET_CAUSE=str(self.reset_cause),
             UOTA_SIM_REPL=self.repl_mode,
+            UOTA_SIM_TICKS_BASE=str(self.ticks_base_us),
         )
         return env
 
@@ -136,6 +139,16 @@ def process_stat(pid: int) -> tuple[str, str, int] | None:
     return name, rest[0], int(rest[1])
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _tgkill(pid: int, sig: int) -> None:
+    """Signal the VM's main thread (its tid is its pid), not any thread of the process."""
+    tgkill = getattr(_libc, "tgkill", None)  # glibc >= 2.30
+    if tgkill is None or tgkill(pid, pid, sig) != 0:
+        os.kill(pid, sig)
+
+
 class VmProcess:
     """A running VM. `kill()` is a power cut: SIGKILL, nothing flushed."""
 
@@ -161,9 +174,12 @@ class VmProcess:
         return self.proc.poll() is None
 
     def interrupt(self) -> None:
+        """A Ctrl-C from the UART: SIGINT for the VM's main thread, where the ESP32's UART
+        interrupt schedules the KeyboardInterrupt. A SIGINT for the process may be taken by
+        any thread, one that is being started included, and that crashed the VM."""
         if self.alive():
             try:
-                os.kill(self.proc.pid, signal.SIGINT)
+                _tgkill(self.proc.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
 
