@@ -57,14 +57,40 @@ def device_id():
         return "unknown"
 
 
-def sig_prefix(dev_id, nonce_hex, release, version, wipe):
-    """The signed payload's header lines; the sorted "path:sha256" lines follow."""
-    return "uota-manifest-1%s\n%s\n%s\n%d\n%s\n" % (" wipe" if wipe else "", dev_id, nonce_hex, release, version)
+# Signed payloads are netstrings ("<byte length>:<bytes>,"), so no field's content can
+# shift a boundary: v1 joined fields with "\n" and a version holding "\n" could absorb a
+# file line (docs/protocol.md "Signing").
+MANIFEST_TAG = "uota-manifest-2"
+RM_TAG = "uota-rm-2"
+WIPE_TAG = "uota-wipe-2"
+
+
+def put(h, field):
+    b = field.encode() if isinstance(field, str) else field
+    h.update(("%d:" % len(b)).encode())
+    h.update(b)
+    h.update(b",")
+
+
+def manifest_mac(key, dev_id, nonce_hex, release, version, wipe):
+    """An Hmac over the manifest header fields; put() each path and sha256 after it."""
+    h = Hmac(key)
+    for f in (MANIFEST_TAG, dev_id, nonce_hex, "%d" % release, version, "1" if wipe else "0"):
+        put(h, f)
+    return h
 
 
 def manifest_sig(key, dev_id, nonce_hex, release, version, files, wipe):
-    h = Hmac(key)
-    h.update(sig_prefix(dev_id, nonce_hex, release, version, wipe))
+    h = manifest_mac(key, dev_id, nonce_hex, release, version, wipe)
     for path in sorted(files):
-        h.update("%s:%s\n" % (path, files[path]))
+        put(h, path)
+        put(h, files[path])
+    return h.hexdigest()
+
+
+def delete_sig(key, dev_id, nonce_hex, release, path):
+    """`rm <path>` (or `wipe` when path is None) signed for one session and installed release."""
+    h = Hmac(key)
+    for f in (RM_TAG if path is not None else WIPE_TAG, dev_id, nonce_hex, "%d" % release, path or ""):
+        put(h, f)
     return h.hexdigest()

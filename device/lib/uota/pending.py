@@ -11,6 +11,21 @@ LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
 
 
+VERSION_MAX = 32
+VERSION_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._+-"
+
+
+def bad_version(v):
+    # a strict charset: the version is shown, logged and signed, so no separators, quotes,
+    # control or non-ASCII characters (docs/protocol.md "Manifest body")
+    if not isinstance(v, str) or not 0 < len(v) <= VERSION_MAX:
+        return True
+    for c in v:
+        if c not in VERSION_CHARS:
+            return True
+    return False
+
+
 def _loads(text):
     # hostile nesting exhausts a small heap: that is a bad request, not a session failure
     try:
@@ -73,13 +88,19 @@ def _ingest(self, header, lines):
     version = header.get("version", "")
     release = header.get("release", cur["release"])
     wipe = header.get("wipe") is True
-    if not isinstance(version, str) or not isinstance(release, int):
+    why = None
+    if not isinstance(release, int) or isinstance(release, bool):
+        why = "error: release must be an integer"
+    elif not isinstance(header.get("wipe", False), bool):
+        why = "error: wipe must be true or false"
+    elif bad_version(version):
+        why = "error: bad version %r: use 1 to %d of 0-9 A-Z a-z . _ + -" % (str(version)[:40], VERSION_MAX)
+    if why:
         _drain_lines(self, lines)
-        raise Refused("error: version must be a string and release an integer")
+        raise Refused(why)
     mac = None
     if self.s.sign_key:
-        mac = auth.Hmac(self.s.sign_key.encode())
-        mac.update(auth.sig_prefix(auth.device_id(), self.s.nonce or "", release, version, wipe))
+        mac = auth.manifest_mac(self.s.sign_key.encode(), auth.device_id(), self.s.nonce or "", release, version, wipe)
     pending = fs.full(fs.PENDING)
     err = None
     last = ""
@@ -99,7 +120,8 @@ def _ingest(self, header, lines):
                 last = p
                 out.write(line + "\n")
                 if mac:
-                    mac.update(line + "\n")
+                    auth.put(mac, p)
+                    auth.put(mac, sha)
     if not err and mac:
         sig = header.get("sig")
         if not self.s.nonce or not isinstance(sig, str) or release <= cur["release"]:
