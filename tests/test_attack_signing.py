@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms, wait_until
-from uota_core.auth import manifest_signature
+from attack_helpers import PASSWORD, SIGNING_KEY, TapProxy, first_push, flash_hashes, healthy_board, secret_forms, wait_until
+from uota_core.auth import delete_signature, manifest_signature
 from uota_core.config import ConfigError, load_config
 from uota_core.connect import open_session, wait_reachable
 from uota_core.link import LinkError
@@ -334,3 +334,67 @@ def test_paths_holding_colons_quotes_and_non_ascii_push_exactly(signed: tuple[Vi
     finally:
         for name in ODD_NAMES:
             (project / name).unlink()
+
+
+# -- issue 11, break 2: the password alone can't delete, so can't force a downgrade ------
+
+def test_deletes_need_a_signature_bound_to_the_session(signed: tuple[VirtualBoard, Path]) -> None:
+    """`rm app/app.py` then `reset` crashed the app and the boot guard restored the older
+    set. With a signing key, rm and wipe need the owner's signature for this session,
+    device, release and path; a holder of the password gets a clear refusal."""
+    board, project = signed
+    cfg = load_config(project)
+    extra = project / "app" / "extra.txt"
+    extra.write_text("delete me\n")
+    try:
+        first_push(project, board, "boot marked healthy", version="with-extra")
+        before = flash_hashes(board)
+        with open_session(cfg) as s:
+            i = s.info
+            assert i is not None and i.signed
+            other = manifest_signature(SIGNING_KEY, i.id, "0" * 32, i.release, "x", {})
+            forged = {  # signatures the attacker could have captured, or guessed
+                "rm app/app.py": "rm needs a signature",
+                "rm app/app.py;": "rm needs a signature",
+                "rm app/app.py;" + "0" * 64: "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, "app/extra.txt"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, "f" * 32, i.release, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release - 1, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, "a0b1c2d3e4f5", i.nonce, i.release, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, None): "rm signature refused",
+                "rm app/app.py;" + other: "rm signature refused",
+                "wipe": "wipe needs a signature",
+                "wipe " + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, "app/app.py"): "wipe signature refused",
+                "wipe " + delete_signature(SIGNING_KEY, i.id, "f" * 32, i.release, None): "wipe signature refused",
+                "wipe " + delete_signature("guessed-key", i.id, i.nonce, i.release, None): "wipe signature refused",
+            }
+            for line, why in forged.items():
+                assert raw(s, line).startswith(f"error: {why}"), line
+            assert "signingKey" in raw(s, "rm app/app.py")  # says what to do
+        with Session(TcpLink(board.host, 2018), PASSWORD, "") as s:
+            s.open()  # the host without the key says so before sending anything
+            with pytest.raises(DeviceError, match="needs a signature.*signingKey"):
+                s.rm("app/app.py")
+            with pytest.raises(DeviceError, match="needs a signature"):
+                s.wipe()
+            mark = board.console_mark()
+            s.reset()  # and the reset that followed the rm in the attack changes nothing
+        board.expect("boot marked healthy", timeout=30, since=mark)
+        wait_reachable(board.host, 2018)
+        after = flash_hashes(board)
+        assert {p: h for p, h in after.items() if p != "/ota_boot.json"} == \
+            {p: h for p, h in before.items() if p != "/ota_boot.json"}
+        # the owner's host signs its deletes
+        with open_session(cfg) as s:
+            assert s.version() == "with-extra"
+            s.rm("/app/extra.txt")
+            assert "app/extra.txt" not in s.installed().files
+            with pytest.raises(DeviceError, match="no such file"):
+                s.get("app/extra.txt")
+        assert "restoring the previous app set" not in board.console
+    finally:
+        extra.unlink()
