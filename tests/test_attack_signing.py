@@ -352,7 +352,7 @@ def test_deletes_need_a_signature_bound_to_the_session(signed: tuple[VirtualBoar
         with open_session(cfg) as s:
             i = s.info
             assert i is not None and i.signed
-            other = manifest_signature(SIGNING_KEY, i.id, "0" * 32, i.release, "x", {})
+            other = manifest_signature(SIGNING_KEY, i.id, i.nonce, i.release, "x", {})  # a manifest's
             forged = {  # signatures the attacker could have captured, or guessed
                 "rm app/app.py": "rm needs a signature",
                 "rm app/app.py;": "rm needs a signature",

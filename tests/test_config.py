@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from uota_core.config import ConfigError, find_project, load_config, write_secrets
+from uota_core.config import ConfigError, check_version, find_project, load_config, write_secrets
 
 
 def make(tmp_path: Path, cfg: object, secrets: object | None = None) -> Path:
@@ -57,3 +57,35 @@ def test_write_secrets_merges_and_is_private(tmp_path: Path) -> None:
     path = write_secrets(root, {"otaPassword": "pw"})
     assert json.loads(path.read_text()) == {"signingKey": "k", "otaPassword": "pw"}
     assert path.stat().st_mode & 0o077 == 0
+
+
+BAD_VERSIONS = ["1.0\nmain.py:" + "a" * 64, "1.0:x", "1.0;x", '1.0"x', "1.0'x", "1.0 x", "1.0\u00e9", "", "x" * 33, 5]
+
+
+@pytest.mark.parametrize("version", BAD_VERSIONS)
+def test_a_version_the_device_would_refuse_is_refused_on_loading(tmp_path: Path, version: object) -> None:
+    root = make(tmp_path, {"version": version})
+    with pytest.raises(ConfigError, match=r"config/ota.json: key 'version' must be 1 to 32 characters from 0-9"):
+        load_config(root)
+
+
+def test_the_version_charset_allows_semver_with_build_metadata(tmp_path: Path) -> None:
+    version = "2.0.0-rc.1+build_7"
+    assert load_config(make(tmp_path, {"version": version}))["version"] == version
+    assert check_version("x" * 32) == "x" * 32
+
+
+@pytest.mark.parametrize("version", ["1.0\nx", "a:b", "caf\u00e9"])
+def test_a_bad_version_option_fails_before_connecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      version: str) -> None:
+    from click.testing import CliRunner
+
+    import uota_core.cli.ota as ota_cli
+    from uota_core.cli import cli
+
+    make(tmp_path, {})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ota_cli, "open_session", lambda *a, **k: pytest.fail("connected with a bad version"))
+    result = CliRunner().invoke(cli, ["fast", "--version", version])
+    assert result.exit_code == 1
+    assert "error: --version: bad version" in result.output and "1 to 32 characters" in result.output
