@@ -45,7 +45,7 @@ class ConfigError(UotaError):
     """config/ota.json or config/.ota.secrets.json is missing or invalid."""
 
 
-# The device refuses any other version (device/lib/uota/pending.py bad_version): it is
+# The device refuses any other version (device/lib/uota/pending.py _bad_header): it is
 # signed, shown and logged, so it holds no separators, quotes, control or non-ASCII characters.
 VERSION_RE = re.compile(r"[0-9A-Za-z._+-]{1,32}")
 VERSION_RULE = "1 to 32 characters from 0-9 A-Z a-z . _ + - (e.g. 1.2.0 or 2.0.0-rc.1+build.7)"

@@ -73,19 +73,12 @@ def put(h, field):
 
 
 def manifest_mac(key, dev_id, nonce_hex, release, version, wipe):
-    """An Hmac over the manifest header fields; put() each path and sha256 after it."""
+    """An Hmac over the manifest header fields; put() each path and sha256 after it
+    (streamed: the file list is never in RAM)."""
     h = Hmac(key)
     for f in (MANIFEST_TAG, dev_id, nonce_hex, "%d" % release, version, "1" if wipe else "0"):
         put(h, f)
     return h
-
-
-def manifest_sig(key, dev_id, nonce_hex, release, version, files, wipe):
-    h = manifest_mac(key, dev_id, nonce_hex, release, version, wipe)
-    for path in sorted(files):
-        put(h, path)
-        put(h, files[path])
-    return h.hexdigest()
 
 
 def delete_sig(key, dev_id, nonce_hex, release, path):

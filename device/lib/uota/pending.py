@@ -15,15 +15,21 @@ VERSION_MAX = 32
 VERSION_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._+-"
 
 
-def bad_version(v):
-    # a strict charset: the version is shown, logged and signed, so no separators, quotes,
-    # control or non-ASCII characters (docs/protocol.md "Manifest body")
-    if not isinstance(v, str) or not 0 < len(v) <= VERSION_MAX:
-        return True
-    for c in v:
+def _bad_header(version, release, wipe):
+    # a strict version charset: it is shown, logged and signed, so no separators, quotes,
+    # control or non-ASCII characters (docs/protocol.md "Manifest body"). A function of its
+    # own: small functions load into a fragmented heap where one big one would not.
+    if not isinstance(release, int) or isinstance(release, bool):
+        return "error: release must be an integer"
+    if not isinstance(wipe, bool):
+        return "error: wipe must be true or false"
+    ok = isinstance(version, str) and 0 < len(version) <= VERSION_MAX
+    for c in version if ok else "":
         if c not in VERSION_CHARS:
-            return True
-    return False
+            ok = False
+    if not ok:
+        return "error: bad version %r: use 1 to %d of 0-9 A-Z a-z . _ + -" % (str(version)[:40], VERSION_MAX)
+    return None
 
 
 def _loads(text):
@@ -88,13 +94,7 @@ def _ingest(self, header, lines):
     version = header.get("version", "")
     release = header.get("release", cur["release"])
     wipe = header.get("wipe") is True
-    why = None
-    if not isinstance(release, int) or isinstance(release, bool):
-        why = "error: release must be an integer"
-    elif not isinstance(header.get("wipe", False), bool):
-        why = "error: wipe must be true or false"
-    elif bad_version(version):
-        why = "error: bad version %r: use 1 to %d of 0-9 A-Z a-z . _ + -" % (str(version)[:40], VERSION_MAX)
+    why = _bad_header(version, release, header.get("wipe", False))
     if why:
         _drain_lines(self, lines)
         raise Refused(why)
