@@ -131,13 +131,13 @@ def test_host_and_device_compute_the_same_signature(tmp_path: Path) -> None:
     script.write_text(
         f"import sys\nsys.path.insert(0, {str(REPO / 'device' / 'lib')!r})\nfrom uota import auth\n"
         f"for v, files, wipe in {cases!r}:\n"
-        f"    h = auth.manifest_mac(b'k3y', 'dev1', 'nonce', 3, v, wipe)\n"
+        f"    h = auth.signed(b'k3y', 'uota-manifest-2', 'dev1', 'nonce', '3', v, '1' if wipe else '0')\n"
         f"    for p in sorted(files):\n"
         f"        auth.put(h, p)\n"
         f"        auth.put(h, files[p])\n"
         f"    print(h.hexdigest())\n"
-        f"    print(auth.delete_sig(b'k3y', 'dev1', 'nonce', 3, sorted(files)[-1]))\n"
-        f"print(auth.delete_sig(b'k3y', 'dev1', 'nonce', 3, None))\n"
+        f"    print(auth.signed(b'k3y', 'uota-rm-2', 'dev1', 'nonce', '3', sorted(files)[-1]).hexdigest())\n"
+        f"print(auth.signed(b'k3y', 'uota-wipe-2', 'dev1', 'nonce', '3', '').hexdigest())\n"
         f"print(auth.hmac_hex(b'x' * 100, b'msg'))\n")
     out = subprocess.run([micropython, str(script)], capture_output=True, text=True, check=True).stdout.split()
     want = []

@@ -42,7 +42,8 @@ class Commands:
         if not self.s.nonce:
             raise Refused("error: send hello first: the %s signature is bound to its nonce" % what)
         release = fs.version_info()["release"]
-        want = auth.delete_sig(key.encode(), auth.device_id(), self.s.nonce, release, path)
+        want = auth.signed(key.encode(), "uota-wipe-2" if path is None else "uota-rm-2", auth.device_id(),
+                           self.s.nonce, "%d" % release, path or "").hexdigest()
         if not auth.same(sig, want):
             raise Refused("error: %s signature refused: not made with this device's signing key for "
                           "this session, device, release and path" % what)

@@ -59,12 +59,7 @@ def device_id():
 
 # Signed payloads are netstrings ("<byte length>:<bytes>,"), so no field's content can
 # shift a boundary: v1 joined fields with "\n" and a version holding "\n" could absorb a
-# file line (docs/protocol.md "Signing").
-MANIFEST_TAG = "uota-manifest-2"
-RM_TAG = "uota-rm-2"
-WIPE_TAG = "uota-wipe-2"
-
-
+# file line (docs/protocol.md "Signing"). The first field is a domain tag.
 def put(h, field):
     b = field.encode() if isinstance(field, str) else field
     h.update(("%d:" % len(b)).encode())
@@ -72,18 +67,9 @@ def put(h, field):
     h.update(b",")
 
 
-def manifest_mac(key, dev_id, nonce_hex, release, version, wipe):
-    """An Hmac over the manifest header fields; put() each path and sha256 after it
-    (streamed: the file list is never in RAM)."""
+def signed(key, *fields):
+    """An Hmac over `fields` as netstrings; put() more (a manifest's paths) before digest()."""
     h = Hmac(key)
-    for f in (MANIFEST_TAG, dev_id, nonce_hex, "%d" % release, version, "1" if wipe else "0"):
+    for f in fields:
         put(h, f)
     return h
-
-
-def delete_sig(key, dev_id, nonce_hex, release, path):
-    """`rm <path>` (or `wipe` when path is None) signed for one session and installed release."""
-    h = Hmac(key)
-    for f in (RM_TAG if path is not None else WIPE_TAG, dev_id, nonce_hex, "%d" % release, path or ""):
-        put(h, f)
-    return h.hexdigest()

@@ -23,11 +23,7 @@ def _bad_header(version, release, wipe):
         return "error: release must be an integer"
     if not isinstance(wipe, bool):
         return "error: wipe must be true or false"
-    ok = isinstance(version, str) and 0 < len(version) <= VERSION_MAX
-    for c in version if ok else "":
-        if c not in VERSION_CHARS:
-            ok = False
-    if not ok:
+    if not isinstance(version, str) or not 0 < len(version) <= VERSION_MAX or version.strip(VERSION_CHARS):
         return "error: bad version %r: use 1 to %d of 0-9 A-Z a-z . _ + -" % (str(version)[:40], VERSION_MAX)
     return None
 
@@ -100,7 +96,8 @@ def _ingest(self, header, lines):
         raise Refused(why)
     mac = None
     if self.s.sign_key:
-        mac = auth.manifest_mac(self.s.sign_key.encode(), auth.device_id(), self.s.nonce or "", release, version, wipe)
+        mac = auth.signed(self.s.sign_key.encode(), "uota-manifest-2", auth.device_id(), self.s.nonce or "",
+                          "%d" % release, version, "1" if wipe else "0")
     pending = fs.full(fs.PENDING)
     err = None
     last = ""
