@@ -296,13 +296,16 @@ def test_a_half_applied_commit_is_left_to_the_boot_replay(device: FakeDevice) ->
     assert (device.root / "ota_stage" / "main.py").read_text() == "new"
 
 
-def test_wipe_is_signed_on_a_device_with_a_signing_key_only(device: FakeDevice) -> None:
+def test_wipe_without_a_signing_key_is_the_documented_command(device: FakeDevice) -> None:
     (device.root / "stray.txt").write_text("x")
-    with device.session() as s:  # no signing key: the documented command, as before
+    with device.session() as s:
         s.open()
         s.wipe()
     assert not (device.root / "stray.txt").exists()
-    device.secrets(signingKey="k")
+
+
+def test_wipe_is_signed_on_a_device_with_a_signing_key(device: FakeDevice) -> None:
+    device.secrets(signingKey="k")  # before the first session: the device reads it per session
     (device.root / "stray.txt").write_text("x")
     (device.root / "data").mkdir()
     (device.root / "data" / "keep.txt").write_text("kept")

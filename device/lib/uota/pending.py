@@ -11,23 +11,6 @@ LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
 
 
-VERSION_MAX = 32
-VERSION_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._+-"
-
-
-def _bad_header(version, release, wipe):
-    # a strict version charset: it is shown, logged and signed, so no separators, quotes,
-    # control or non-ASCII characters (docs/protocol.md "Manifest body"). A function of its
-    # own: small functions load into a fragmented heap where one big one would not.
-    if not isinstance(release, int) or isinstance(release, bool):
-        return "error: release must be an integer"
-    if not isinstance(wipe, bool):
-        return "error: wipe must be true or false"
-    if not isinstance(version, str) or not 0 < len(version) <= VERSION_MAX or version.strip(VERSION_CHARS):
-        return "error: bad version %r: use 1 to %d of 0-9 A-Z a-z . _ + -" % (str(version)[:40], VERSION_MAX)
-    return None
-
-
 def _loads(text):
     # hostile nesting exhausts a small heap: that is a bad request, not a session failure
     try:
@@ -83,23 +66,32 @@ def _body_lines(self, left):
 
 
 def _ingest(self, header, lines):
-    """Stream the entries to the pending file, checking paths, order and signature."""
+    """Stream the entries to the pending file, checking paths, order and signature.
+    (One function, and no new names: under an app that keeps the heap fragmented, every new
+    interned name can need a fresh qstr pool block, which failed pushes in tests.)"""
     if not isinstance(header, dict):
         raise Refused("error: bad manifest header")
     cur = fs.version_info()
     version = header.get("version", "")
     release = header.get("release", cur["release"])
-    wipe = header.get("wipe") is True
-    why = _bad_header(version, release, header.get("wipe", False))
-    if why:
+    wipe = header.get("wipe", False)
+    err = None
+    if not isinstance(release, int) or isinstance(release, bool):
+        err = "error: release must be an integer"
+    elif not isinstance(wipe, bool):
+        err = "error: wipe must be true or false"
+    elif not isinstance(version, str) or not 0 < len(version) <= 32 \
+            or version.strip("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._+-"):
+        # a strict charset: a version is shown, logged and signed (docs/protocol.md "Manifest body")
+        err = "error: bad version %r: use 1 to 32 of 0-9 A-Z a-z . _ + -" % (str(version)[:40],)
+    if err:
         _drain_lines(self, lines)
-        raise Refused(why)
+        raise Refused(err)
     mac = None
     if self.s.sign_key:
         mac = auth.signed(self.s.sign_key.encode(), "uota-manifest-2", auth.device_id(), self.s.nonce or "",
                           "%d" % release, version, "1" if wipe else "0")
     pending = fs.full(fs.PENDING)
-    err = None
     last = ""
     with open(pending, "w") as out:
         for line in lines:
