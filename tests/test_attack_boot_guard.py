@@ -4,6 +4,7 @@ within 3 boots to exactly the previous set; a healthy app is never rolled back."
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from attack_helpers import first_push, flash_hashes, make_project, secured_board
 from uota_core.config import load_config
+from uota_core.errors import UotaError
 from uota_core.connect import open_session, wait_reachable
 from uota_core.push import push
 from uota_core.sim import VirtualBoard
@@ -142,3 +144,58 @@ def test_serial_sessions_that_stop_the_boot_never_roll_back_a_healthy_app(guarde
     assert board.console.count("new app up") >= 5
     board.power_cut()
     assert app_files(board) == new
+
+
+NOT_YET_HEALTHY = ("import time\nimport uota\n\ndef run():\n    print('new app up')\n    time.sleep(45)\n"
+                   "    uota.mark_healthy()\n    while True:\n        time.sleep(1)\n")
+
+
+def test_resets_a_host_asks_for_never_roll_back(guarded: tuple[VirtualBoard, Path]) -> None:
+    """Issue 11: with the password alone, 3 `reset`s before the new app was healthy counted
+    as 3 unclean boots, and the guard restored the older set. A reset a host asks for says
+    nothing about the app: 5 in a row, each before mark_healthy(), change nothing."""
+    board, project = guarded
+    (project / "app" / "app.py").write_text(NOT_YET_HEALTHY)
+    first_push(project, board, "new app up", version="2.0.0")
+    new = app_files(board)
+    cfg = load_config(project)
+    start = board.console.rfind("new app up")
+    for _ in range(5):
+        mark = board.console_mark()
+        with open_session(cfg) as s:
+            s.reset()
+        board.expect("new app up", timeout=30, since=mark)
+        wait_reachable(board.host, 2018)
+    assert "boot marked healthy" not in board.console[start:]  # never healthy meanwhile
+    assert "restoring the previous app set" not in board.console
+    assert version(project) == "2.0.0"
+    assert json.loads(board.read_file("/ota_boot.json")) == {"unclean": 1}  # this boot only
+    assert app_files(board) == new
+
+
+def test_a_crash_still_counts_when_a_host_resets_after_it(guarded: tuple[VirtualBoard, Path]) -> None:
+    """The other side: a boot in which the app crashed stays unclean even if a host then
+    asks for the reset, so 3 crashes still roll back however the boards get reset."""
+    board, project = guarded
+    good = app_files(board)
+    mark = first = push_bad(board, project, CRASH_AT_IMPORT)
+    cfg = load_config(project)
+    host_resets = 0
+    for n in range(1, 4):  # the host resets each crashed boot before the guard's grace ends
+        board.expect("broken build", timeout=30, since=mark)
+        mark = board.console_mark()
+        try:
+            with open_session(cfg) as s:
+                s.reset()
+            host_resets += 1
+        except (UotaError, OSError):
+            pass  # the guard's own reset got there first: the boot counted either way
+        if n < 3:
+            wait_reachable(board.host, 2018)
+    board.expect(r"restoring the previous app set(.|\n)*good app up", timeout=60, since=mark)
+    assert board.console[first:].count("broken build") == 3  # no more: every crashed boot counted
+    assert host_resets >= 1  # the case under test happened at least once
+    board.expect("boot marked healthy", timeout=20, since=mark)
+    wait_reachable(board.host, 2018)
+    assert version(project) == "1.0.0"
+    assert app_files(board) == good

@@ -139,10 +139,10 @@ def test_a_file_with_a_non_ascii_name_pushes(linked: tuple[VirtualBoard, Path]) 
     cfg = load_config(project)
     mark = board.console_mark()
     with open_session(cfg) as s:
-        result = push(s, cfg, "fast", version="utf8-\u00e9")
+        result = push(s, cfg, "fast", version="utf8-names")
     assert result.committed and "app/donn\u00e9es_\u65e5\u672c.py" in result.sent
     board.expect("boot marked healthy", timeout=30, since=mark)
     wait_reachable(board.host, 2018)
     with open_session(cfg) as s:
-        assert s.version() == "utf8-\u00e9"
+        assert s.version() == "utf8-names"
         assert "app/donn\u00e9es_\u65e5\u672c.py" in s.installed().files

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms, wait_until
-from uota_core.auth import manifest_signature
-from uota_core.config import load_config
+from attack_helpers import PASSWORD, SIGNING_KEY, TapProxy, first_push, flash_hashes, healthy_board, secret_forms, wait_until
+from uota_core.auth import delete_signature, manifest_signature
+from uota_core.config import ConfigError, load_config
 from uota_core.connect import open_session, wait_reachable
 from uota_core.link import LinkError
 from uota_core.push import push
@@ -252,3 +252,149 @@ def test_an_unsigned_host_is_told_what_is_wrong(signed: tuple[VirtualBoard, Path
         with pytest.raises(AuthError):
             s.open()
     assert wait_until(lambda: board.running, 1, "the board to stay up")
+
+
+# -- issue 11, break 4: a signed manifest can't be reshaped ------------------------------
+
+def raw(s: Session, line: str) -> str:
+    """One command line as a raw client sends it; the reply line, errors included."""
+    s._send_line(line)
+    return s._reply(timeout=30)
+
+
+def test_a_file_line_moved_into_the_version_is_refused(signed: tuple[VirtualBoard, Path]) -> None:
+    """The owner's signature over {app/app.py, main.py}, reshaped by someone on the path
+    (who has the password, not the key): app/app.py's line moved into the version. With
+    the newline-joined v1 payload the signed bytes stayed identical and the board
+    committed a set without app/app.py."""
+    board, project = signed
+    before = flash_hashes(board)
+    with open_session(load_config(project)) as s:
+        installed = s.installed().files
+        first = sorted(installed)[0]
+        header = signed_header(s.info, installed, version="reshaped")
+        rest = {p: h for p, h in installed.items() if p != first}
+        header["version"] = f"reshaped\n{first}:{installed[first]}"
+        reply = offer(s, lines_body(header, rest))
+        assert reply.startswith("error: bad version"), reply
+        nothing_staged_after(s)
+    assert flash_hashes(board) == before
+
+
+HOSTILE_VERSIONS = ["1.0\nx", "1.0:x", "1.0;x", '1.0"x', "1.0'x", "1.0 x", "1.0,x", "1.0\u00e9", "1.0\x00",
+                    "", "x" * 33, "\u2028"]
+
+
+def test_versions_outside_the_charset_are_refused_even_signed(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    cfg = load_config(project)
+    before = flash_hashes(board)
+    for version in HOSTILE_VERSIONS:
+        with open_session(cfg) as s:
+            reply = offer(s, lines_body(signed_header(s.info, FILES, version=version), FILES))
+            assert reply.startswith("error: bad version"), (version, reply)
+            nothing_staged_after(s)
+        # the host says so before it starts an OTA session at all
+        with open_session(cfg) as s, pytest.raises(ConfigError, match="bad version.*1 to 32 characters"):
+            push(s, cfg, "fast", version=version)
+    assert flash_hashes(board) == before
+    with open_session(cfg) as s:  # the control: the longest, widest legal version is accepted
+        assert offer(s, lines_body(signed_header(s.info, FILES, version="09AZaz._+-" * 3 + "v1"), FILES)) == "ok"
+        assert s.request("abort") == "aborted"
+
+
+ODD_NAMES = ["app/a:b.py", "app/q\"uo'te.txt", "app/sp ace,comma.txt", "app/donn\u00e9es_\u65e5\u672c.txt", "app/12:x,.txt"]
+
+
+def test_paths_holding_colons_quotes_and_non_ascii_push_exactly(signed: tuple[VirtualBoard, Path]) -> None:
+    board, project = signed
+    cfg = load_config(project)
+    for i, name in enumerate(ODD_NAMES):
+        (project / name).write_text(f"X = {i}\n")
+    try:
+        mark = board.console_mark()
+        with open_session(cfg) as s:
+            result = push(s, cfg, "fast", version="odd-names")
+        assert result.committed and set(ODD_NAMES) <= set(result.sent)
+        board.expect("boot marked healthy", timeout=30, since=mark)
+        wait_reachable(board.host, 2018)
+        with open_session(cfg) as s:
+            assert s.version() == "odd-names"
+            files = s.installed().files
+        for i, name in enumerate(ODD_NAMES):
+            assert files[name] == hashlib.sha256(f"X = {i}\n".encode()).hexdigest()
+            assert board.read_file("/" + name) == f"X = {i}\n".encode()
+        # ";" and newlines never make a path: refused even when signed (JSON carries the newline)
+        with open_session(cfg) as s:
+            for bad in ("app/a;b.py", "app/a\nb.py"):
+                bad_files = {bad: NEW_SHA}
+                body = json.dumps({**signed_header(s.info, bad_files), "files": bad_files}).encode()
+                assert offer(s, body).startswith("error: bad path"), bad
+                nothing_staged_after(s)
+    finally:
+        for name in ODD_NAMES:
+            (project / name).unlink()
+
+
+# -- issue 11, break 2: the password alone can't delete, so can't force a downgrade ------
+
+def test_deletes_need_a_signature_bound_to_the_session(signed: tuple[VirtualBoard, Path]) -> None:
+    """`rm app/app.py` then `reset` crashed the app and the boot guard restored the older
+    set. With a signing key, rm and wipe need the owner's signature for this session,
+    device, release and path; a holder of the password gets a clear refusal."""
+    board, project = signed
+    cfg = load_config(project)
+    extra = project / "app" / "extra.txt"
+    extra.write_text("delete me\n")
+    try:
+        first_push(project, board, "boot marked healthy", version="with-extra")
+        before = flash_hashes(board)
+        with open_session(cfg) as s:
+            i = s.info
+            assert i is not None and i.signed
+            other = manifest_signature(SIGNING_KEY, i.id, i.nonce, i.release, "x", {})  # a manifest's
+            forged = {  # signatures the attacker could have captured, or guessed
+                "rm app/app.py": "rm needs a signature",
+                "rm app/app.py;": "rm needs a signature",
+                "rm app/app.py;" + "0" * 64: "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, "app/extra.txt"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, "f" * 32, i.release, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release - 1, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, "a0b1c2d3e4f5", i.nonce, i.release, "app/app.py"):
+                    "rm signature refused",
+                "rm app/app.py;" + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, None): "rm signature refused",
+                "rm app/app.py;" + other: "rm signature refused",
+                "wipe": "wipe needs a signature",
+                "wipe " + delete_signature(SIGNING_KEY, i.id, i.nonce, i.release, "app/app.py"): "wipe signature refused",
+                "wipe " + delete_signature(SIGNING_KEY, i.id, "f" * 32, i.release, None): "wipe signature refused",
+                "wipe " + delete_signature("guessed-key", i.id, i.nonce, i.release, None): "wipe signature refused",
+            }
+            for line, why in forged.items():
+                assert raw(s, line).startswith(f"error: {why}"), line
+            assert "signingKey" in raw(s, "rm app/app.py")  # says what to do
+        with Session(TcpLink(board.host, 2018), PASSWORD, "") as s:
+            s.open()  # the host without the key says so before sending anything
+            with pytest.raises(DeviceError, match="needs a signature.*signingKey"):
+                s.rm("app/app.py")
+            with pytest.raises(DeviceError, match="needs a signature"):
+                s.wipe()
+            mark = board.console_mark()
+            s.reset()  # and the reset that followed the rm in the attack changes nothing
+        board.expect("boot marked healthy", timeout=30, since=mark)
+        wait_reachable(board.host, 2018)
+        after = flash_hashes(board)
+        assert {p: h for p, h in after.items() if p != "/ota_boot.json"} == \
+            {p: h for p, h in before.items() if p != "/ota_boot.json"}
+        # the owner's host signs its deletes
+        with open_session(cfg) as s:
+            assert s.version() == "with-extra"
+            s.rm("/app/extra.txt")
+            assert "app/extra.txt" not in s.installed().files
+            with pytest.raises(DeviceError, match="no such file"):
+                s.get("app/extra.txt")
+        assert "restoring the previous app set" not in board.console
+    finally:
+        extra.unlink()

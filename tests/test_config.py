@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from uota_core.config import ConfigError, find_project, load_config, write_secrets
+from uota_core.config import ConfigError, check_version, find_project, load_config, write_secrets
 from uota_core.keys import generate_password, generate_signing_key, password_problem, signing_key_problem
 
 KEY = "1c1fb904024ccb2735147c330a41b52fb9deab4b191c8d1a5117fed131ed9c68"  # 32 random bytes
@@ -105,3 +105,35 @@ def test_empty_secrets_mean_off_and_generated_ones_always_pass(tmp_path: Path) -
         key, password = generate_signing_key(), generate_password()
         assert len(key) == 64 and len(password) >= 12
         assert signing_key_problem(key) is None and password_problem(password) is None
+
+
+BAD_VERSIONS = ["1.0\nmain.py:" + "a" * 64, "1.0:x", "1.0;x", '1.0"x', "1.0'x", "1.0 x", "1.0\u00e9", "", "x" * 33, 5]
+
+
+@pytest.mark.parametrize("version", BAD_VERSIONS)
+def test_a_version_the_device_would_refuse_is_refused_on_loading(tmp_path: Path, version: object) -> None:
+    root = make(tmp_path, {"version": version})
+    with pytest.raises(ConfigError, match=r"config/ota.json: key 'version' must be 1 to 32 characters from 0-9"):
+        load_config(root)
+
+
+def test_the_version_charset_allows_semver_with_build_metadata(tmp_path: Path) -> None:
+    version = "2.0.0-rc.1+build_7"
+    assert load_config(make(tmp_path, {"version": version}))["version"] == version
+    assert check_version("x" * 32) == "x" * 32
+
+
+@pytest.mark.parametrize("version", ["1.0\nx", "a:b", "caf\u00e9"])
+def test_a_bad_version_option_fails_before_connecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      version: str) -> None:
+    from click.testing import CliRunner
+
+    import uota_core.cli.ota as ota_cli
+    from uota_core.cli import cli
+
+    make(tmp_path, {})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ota_cli, "open_session", lambda *a, **k: pytest.fail("connected with a bad version"))
+    result = CliRunner().invoke(cli, ["fast", "--version", version])
+    assert result.exit_code == 1
+    assert "error: --version: bad version" in result.output and "1 to 32 characters" in result.output

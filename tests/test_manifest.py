@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from uota_core.auth import manifest_signature, signing_payload
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uota_core.auth import delete_payload, delete_signature, manifest_signature, signing_payload
 from uota_core.config import ConfigError, load_config
 from uota_core.ignore import IgnoreError
 from uota_core.manifest import ExcludedFileError, desired_files, local_manifest, matches, scan_project, select_files
@@ -73,22 +76,83 @@ def test_fast_desired_set_keeps_installed_files_outside_its_scope() -> None:
 
 def test_signing_payload_is_sorted_and_covers_session_and_release() -> None:
     payload = signing_payload("dev1", "n0nce", 7, "1.2", {"b.py": "bb", "a.py": "aa"}, wipe=True)
-    assert payload == b"uota-manifest-1 wipe\ndev1\nn0nce\n7\n1.2\na.py:aa\nb.py:bb\n"
+    assert payload == b"15:uota-manifest-2,4:dev1,5:n0nce,1:7,3:1.2,1:1,4:a.py,2:aa,4:b.py,2:bb,"
+
+
+def parse_netstrings(data: bytes) -> list[str]:
+    """The fields back out of a payload; fails on anything but a run of netstrings."""
+    fields = []
+    while data:
+        size, colon, rest = data.partition(b":")
+        assert colon and size.isdigit() and rest[int(size):int(size) + 1] == b",", data[:40]
+        fields.append(rest[: int(size)].decode())
+        data = rest[int(size) + 1:]
+    return fields
+
+
+# what the fields may hold; the device refuses most of it in versions and paths, but the
+# payload must stay unambiguous whatever a field holds
+HOSTILE = st.text(st.sampled_from(list("ab:;,\n\r\"'\\/ 0é日\u2028")) | st.characters(exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(dev=HOSTILE, nonce=HOSTILE, release=st.integers(-5, 10**12), version=HOSTILE, wipe=st.booleans(),
+       files=st.dictionaries(HOSTILE, HOSTILE, max_size=5))
+def test_the_signed_payload_decodes_to_exactly_its_fields(dev: str, nonce: str, release: int, version: str,
+                                                         wipe: bool, files: dict[str, str]) -> None:
+    # a payload that parses back to its own fields is one no other field values produce
+    fields = parse_netstrings(signing_payload(dev, nonce, release, version, files, wipe))
+    expect = ["uota-manifest-2", dev, nonce, str(release), version, "1" if wipe else "0"]
+    for path in sorted(files):
+        expect += [path, files[path]]
+    assert fields == expect
+    assert parse_netstrings(delete_payload(dev, nonce, release, version)) == ["uota-rm-2", dev, nonce, str(release), version]
+    assert parse_netstrings(delete_payload(dev, nonce, release, None))[0] == "uota-wipe-2"
+
+
+SHA_A, SHA_B = "a" * 64, "b" * 64
+RESHAPES = [  # (version, files) pairs that signed the same bytes under v1's newline-joined payload
+    (("1.0", {"app/app.py": SHA_A, "main.py": SHA_B}), (f"1.0\napp/app.py:{SHA_A}", {"main.py": SHA_B})),
+    (("1.0", {"a:b.py": SHA_A}), ("1.0", {"a": f"b.py:{SHA_A}"})),
+    (("1.0", {"a.py": SHA_A, "b.py": SHA_B}), (f"1.0\na.py:{SHA_A}\nb.py:{SHA_B}", {})),
+]
+
+
+@pytest.mark.parametrize(("one", "other"), RESHAPES, ids=["file-line-into-version", "colon-in-path", "every-file-into-version"])
+def test_a_reshaped_manifest_signs_different_bytes(one: tuple, other: tuple) -> None:
+    assert signing_payload("d", "n", 2, *one) != signing_payload("d", "n", 2, *other)
+    assert manifest_signature("k", "d", "n", 2, *one) != manifest_signature("k", "d", "n", 2, *other)
 
 
 def test_host_and_device_compute_the_same_signature(tmp_path: Path) -> None:
     micropython = shutil.which("micropython") or str(Path(sys.executable).with_name("micropython"))
-    files = {"app/a.py": "a" * 64, "main.py": "b" * 64, "config/ota.json": "c" * 64}
+    # fields holding the characters a line-based payload would trip over: \n, :, ;, quotes,
+    # commas, digits and non-ASCII (whose byte length differs from its character count)
+    cases = [("v9", {"app/a.py": "a" * 64, "main.py": "b" * 64, "config/ota.json": "c" * 64}, False),
+             ("1.0\napp/x.py:" + "a" * 64, {"a:b;c.py": "d" * 64, "q\"'.py": "e" * 64}, True),
+             ("2,3:4", {"donn\u00e9es/\u65e5\u672c.py": "f" * 64, "12:x,": "0" * 64}, False)]
     script = tmp_path / "sig.py"
     script.write_text(
         f"import sys\nsys.path.insert(0, {str(REPO / 'device' / 'lib')!r})\nfrom uota import auth\n"
-        f"print(auth.manifest_sig(b'k3y', 'dev1', 'nonce', 3, 'v9', {files!r}, False))\n"
+        f"for v, files, wipe in {cases!r}:\n"
+        f"    h = auth.signed(b'k3y', 'uota-manifest-2', 'dev1', 'nonce', '3', v, '1' if wipe else '0')\n"
+        f"    for p in sorted(files):\n"
+        f"        auth.put(h, p)\n"
+        f"        auth.put(h, files[p])\n"
+        f"    print(h.hexdigest())\n"
+        f"    print(auth.signed(b'k3y', 'uota-rm-2', 'dev1', 'nonce', '3', sorted(files)[-1]).hexdigest())\n"
+        f"print(auth.signed(b'k3y', 'uota-wipe-2', 'dev1', 'nonce', '3', '').hexdigest())\n"
         f"print(auth.hmac_hex(b'x' * 100, b'msg'))\n")
     out = subprocess.run([micropython, str(script)], capture_output=True, text=True, check=True).stdout.split()
-    assert out[0] == manifest_signature("k3y", "dev1", "nonce", 3, "v9", files)
+    want = []
+    for version, files, wipe in cases:
+        want.append(manifest_signature("k3y", "dev1", "nonce", 3, version, files, wipe))
+        want.append(delete_signature("k3y", "dev1", "nonce", 3, sorted(files)[-1]))
+    want.append(delete_signature("k3y", "dev1", "nonce", 3, None))
+    assert out[:-1] == want
     import hashlib
     import hmac
-    assert out[1] == hmac.new(b"x" * 100, b"msg", hashlib.sha256).hexdigest()  # long keys are hashed first
+    assert out[-1] == hmac.new(b"x" * 100, b"msg", hashlib.sha256).hexdigest()  # long keys are hashed first
 
 
 def project(root: Path, files: dict[str, str], secrets: dict[str, str] | None = None, **config: object) -> Path:

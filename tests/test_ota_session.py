@@ -295,3 +295,29 @@ def test_a_half_applied_commit_is_left_to_the_boot_replay(device: FakeDevice) ->
         with pytest.raises(DeviceError, match="commit is in progress"):
             s.start_ota()
     assert (device.root / "ota_stage" / "main.py").read_text() == "new"
+
+
+def test_wipe_without_a_signing_key_is_the_documented_command(device: FakeDevice) -> None:
+    (device.root / "stray.txt").write_text("x")
+    with device.session() as s:
+        s.open()
+        s.wipe()
+    assert not (device.root / "stray.txt").exists()
+
+
+def test_wipe_is_signed_on_a_device_with_a_signing_key(device: FakeDevice) -> None:
+    device.secrets(signingKey="k")  # before the first session: the device reads it per session
+    (device.root / "stray.txt").write_text("x")
+    (device.root / "data").mkdir()
+    (device.root / "data" / "keep.txt").write_text("kept")
+    with device.session() as s:
+        s.open()
+        with pytest.raises(SignatureError, match="`wipe` needs a signature"):
+            s.wipe()  # the host without the key says so before sending
+        s._send_line("wipe")
+        assert s._reply().startswith("error: wipe needs a signature")
+    assert (device.root / "stray.txt").exists()
+    with device.session(signing_key="k") as s:
+        s.open()
+        s.wipe()
+    assert not (device.root / "stray.txt").exists() and (device.root / "data" / "keep.txt").exists()

@@ -6,6 +6,7 @@ Every validation error names the key and the file it came from, and says what to
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,23 @@ class ConfigError(UotaError):
     """config/ota.json or config/.ota.secrets.json is missing or invalid."""
 
 
+# The device refuses any other version (device/lib/uota/pending.py _bad_header): it is
+# signed, shown and logged, so it holds no separators, quotes, control or non-ASCII characters.
+VERSION_RE = re.compile(r"[0-9A-Za-z._+-]{1,32}")
+VERSION_RULE = "1 to 32 characters from 0-9 A-Z a-z . _ + - (e.g. 1.2.0 or 2.0.0-rc.1+build.7)"
+
+
+def is_version(v: Any) -> bool:
+    return isinstance(v, str) and VERSION_RE.fullmatch(v) is not None
+
+
+def check_version(version: Any, where: str = "--version") -> str:
+    """`version` if the device will accept it, else a ConfigError naming `where` it came from."""
+    if not is_version(version):
+        raise ConfigError(f"{where}: bad version {json.dumps(version)}: use {VERSION_RULE}")
+    return version
+
+
 def _is_str(v: Any) -> bool:
     return isinstance(v, str)
 
@@ -66,7 +84,7 @@ def _is_transports(v: Any) -> bool:
 
 
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "version": (lambda v: _is_str(v) and "\n" not in v, "a one-line string"),
+    "version": (is_version, VERSION_RULE),
     "hostname": (_is_str, "a string (device IP or name.local)"),
     "port": (_is_port, "an integer from 1 to 65535"),
     "remoteioPort": (_is_port, "an integer from 1 to 65535"),

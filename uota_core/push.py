@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from uota_core.config import Config
+from uota_core.config import CONFIG_FILE, Config, check_version
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, protected_on_device, scan_project
@@ -69,7 +69,8 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
     started = time.monotonic()
-    version = version if version is not None else cfg["version"]
+    # refused by the device anyway: say what is wrong before the session does anything
+    version = check_version(version) if version is not None else check_version(cfg["version"], CONFIG_FILE)
     scan = scan_project(cfg, mode)
     local = scan.files
     # a device that predates `hello` can't report its files: send everything

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from uota_core.auth import auth_response, manifest_signature, passwd_request, password_key
+from uota_core.auth import auth_response, delete_signature, manifest_signature, passwd_request, password_key
+from uota_core.config import check_version
 from uota_core.errors import UotaError
 from uota_core.link import Closing, Link, LinkClosed, LinkError
 
@@ -169,10 +170,25 @@ class Session(Closing):
         return self._blob(f"get {path}")
 
     def rm(self, path: str) -> None:
-        self.request(f"rm {path}")
+        self.request(f"rm {path}{self._delete_sig(path)}")
 
     def wipe(self) -> None:
-        self.request("wipe", timeout=60)
+        self.request(f"wipe{self._delete_sig(None)}", timeout=60)
+
+    def _delete_sig(self, path: str | None) -> str:
+        """`;<sig>` (rm) or ` <sig>` (wipe) for a device with a signing key, else ""."""
+        if self.info is None or not self.info.signed:
+            return ""
+        what = "wipe" if path is None else f"rm {path}"
+        if not self.signing_key:
+            raise SignatureError(f"`{what}` needs a signature: the device has a signing key; set signingKey in "
+                                 "config/.ota.secrets.json to the key provisioned on the device")
+        if ";" in (path or ""):
+            raise DeviceError(f"bad path {path!r}: paths never hold ';'")
+        # the device strips leading slashes before it checks: sign the path it will see
+        rel = path.strip().lstrip("/") if path is not None else None
+        sig = delete_signature(self.signing_key, self.info.id, self.info.nonce, self.info.release, rel)
+        return (" " if path is None else ";") + sig
 
     def installed(self) -> Installed:
         """The installed set: a JSON header line, then sorted `path:sha256` lines."""
@@ -199,6 +215,7 @@ class Session(Closing):
     def send_manifest(self, files: dict[str, str], version: str, wipe: bool = False) -> None:
         """The complete desired set. Extension-aware devices get the lines format (streamed
         to flash on the device, so its size doesn't matter); others the documented JSON."""
+        check_version(version)  # the device would refuse it: say so before anything is sent
         header: dict[str, Any] = {"version": version}
         if wipe:
             header["wipe"] = True

@@ -14,7 +14,7 @@ from uota_core.cli.common import (
     transfer_progress,
     transport_options,
 )
-from uota_core.config import check_secret, write_secrets
+from uota_core.config import check_secret, check_version, write_secrets
 from uota_core.connect import open_session
 from uota_core.push import PushResult, push
 
@@ -32,6 +32,8 @@ verbose_option = click.option("-v", "--verbose", is_flag=True,
 def _push(mode: str, host: str | None, port: int | None, transport: str | None, version: str | None,
           wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False) -> None:
     cfg = project_config()
+    if version is not None:
+        check_version(version)  # before connecting: the device would refuse it
     with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
         result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk,
                       compress=compress)

@@ -52,10 +52,31 @@ class Commands:
                         return True
                 tail = data[len(data) - keep:] if len(data) > keep else data
 
+    def _check_delete_sig(self, what, path, sig):
+        # with a signing key, deleting changes the installed set just as a manifest does:
+        # the password alone must not (docs/protocol.md "Signing")
+        key = self.s.sign_key
+        if not key:
+            return
+        if not sig:
+            raise Refused("error: %s needs a signature: this device has a signing key (set signingKey "
+                          "in config/.ota.secrets.json to the key provisioned with uota bootstrap)" % what)
+        if not self.s.nonce:
+            raise Refused("error: send hello first: the %s signature is bound to its nonce" % what)
+        release = fs.version_info()["release"]
+        want = auth.signed(key.encode(), "uota-wipe-2" if path is None else "uota-rm-2", auth.device_id(),
+                           self.s.nonce, "%d" % release, path or "").hexdigest()
+        if not auth.same(sig, want):
+            raise Refused("error: %s signature refused: not made with this device's signing key for "
+                          "this session, device, release and path" % what)
+
     def c_rm(self, arg):
         import os
 
+        # `rm <path>` or, signed, `rm <path>;<sig>` (paths never hold ";")
+        arg, _, sig = arg.partition(";")
         p = self.s.rel_path(arg)
+        self._check_delete_sig("rm", p, sig.strip())
         if not paths.deletable(p):
             raise Refused("error: %s is protected" % p)
         if not fs.exists(fs.full(p)) or fs.is_dir(fs.full(p)):
@@ -67,6 +88,7 @@ class Commands:
     def c_wipe(self, arg):
         import os
 
+        self._check_delete_sig("wipe", None, arg.strip())
         for p in tree.walk(fs.ROOT, prune=True):  # each file goes as it is read
             if paths.wipeable(p):
                 os.remove(fs.full(p))

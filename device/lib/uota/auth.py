@@ -57,14 +57,19 @@ def device_id():
         return "unknown"
 
 
-def sig_prefix(dev_id, nonce_hex, release, version, wipe):
-    """The signed payload's header lines; the sorted "path:sha256" lines follow."""
-    return "uota-manifest-1%s\n%s\n%s\n%d\n%s\n" % (" wipe" if wipe else "", dev_id, nonce_hex, release, version)
+# Signed payloads are netstrings ("<byte length>:<bytes>,"), so no field's content can
+# shift a boundary: v1 joined fields with "\n" and a version holding "\n" could absorb a
+# file line (docs/protocol.md "Signing"). The first field is a domain tag.
+def put(h, field):
+    b = field.encode() if isinstance(field, str) else field
+    h.update(("%d:" % len(b)).encode())
+    h.update(b)
+    h.update(b",")
 
 
-def manifest_sig(key, dev_id, nonce_hex, release, version, files, wipe):
+def signed(key, *fields):
+    """An Hmac over `fields` as netstrings; put() more (a manifest's paths) before digest()."""
     h = Hmac(key)
-    h.update(sig_prefix(dev_id, nonce_hex, release, version, wipe))
-    for path in sorted(files):
-        h.update("%s:%s\n" % (path, files[path]))
-    return h.hexdigest()
+    for f in fields:
+        put(h, f)
+    return h

@@ -5,7 +5,8 @@
 MAX_UNCLEAN = 3
 _clean = False
 _counted = False  # boot() has counted this boot
-_stopped = False  # a host stopped this boot for a serial session (see host_stopped_boot)
+_stopped = False  # a host stopped or reset this boot (see host_stopped_boot)
+app_crashed = False  # the app raised during this boot (set by uota.runtime)
 healthy_requested = False  # set by uota.mark_healthy() from any thread
 
 
@@ -65,11 +66,13 @@ def mark_clean():
 
 
 def host_stopped_boot():
-    """A host stopped this boot with Ctrl-C to run a serial session (the board soft-resets
-    afterwards). That says nothing about the app, so the boot doesn't count as unclean:
-    three quick `uota ... --transport serial` commands must not roll back a good app."""
+    """A host stopped this boot (Ctrl-C for a serial session, after which the board soft-
+    resets) or asked for a reset. That says nothing about the app, so the boot doesn't
+    count as unclean, however often it happens: otherwise three quick serial commands, or
+    three `reset`s from anyone with the password, would roll a good app back to an older
+    set. A boot in which the app already crashed still counts."""
     global _stopped
-    if _clean or _stopped or not _counted:
+    if _clean or _stopped or not _counted or app_crashed:
         return
     _stopped = True
     from uota import fs

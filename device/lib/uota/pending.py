@@ -67,22 +67,32 @@ def _body_lines(self, left):
 
 
 def _ingest(self, header, lines):
-    """Stream the entries to the pending file, checking paths, order and signature."""
+    """Stream the entries to the pending file, checking paths, order and signature.
+    (One function, and no new names: under an app that keeps the heap fragmented, every new
+    interned name can need a fresh qstr pool block, which failed pushes in tests.)"""
     if not isinstance(header, dict):
         raise Refused("error: bad manifest header")
     cur = fs.version_info()
     version = header.get("version", "")
     release = header.get("release", cur["release"])
-    wipe = header.get("wipe") is True
-    if not isinstance(version, str) or not isinstance(release, int):
+    wipe = header.get("wipe", False)
+    err = None
+    if not isinstance(release, int) or isinstance(release, bool):
+        err = "error: release must be an integer"
+    elif not isinstance(wipe, bool):
+        err = "error: wipe must be true or false"
+    elif not isinstance(version, str) or not 0 < len(version) <= 32 \
+            or version.strip("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._+-"):
+        # a strict charset: a version is shown, logged and signed (docs/protocol.md "Manifest body")
+        err = "error: bad version %r: use 1 to 32 of 0-9 A-Z a-z . _ + -" % (str(version)[:40],)
+    if err:
         _drain_lines(self, lines)
-        raise Refused("error: version must be a string and release an integer")
+        raise Refused(err)
     mac = None
     if self.s.sign_key:
-        mac = auth.Hmac(self.s.sign_key.encode())
-        mac.update(auth.sig_prefix(auth.device_id(), self.s.nonce or "", release, version, wipe))
+        mac = auth.signed(self.s.sign_key.encode(), "uota-manifest-2", auth.device_id(), self.s.nonce or "",
+                          "%d" % release, version, "1" if wipe else "0")
     pending = fs.full(fs.PENDING)
-    err = None
     last = ""
     with open(pending, "w") as out:
         for line in lines:
@@ -100,7 +110,8 @@ def _ingest(self, header, lines):
                 last = p
                 out.write(line + "\n")
                 if mac:
-                    mac.update(line + "\n")
+                    auth.put(mac, p)
+                    auth.put(mac, sha)
     if not err and mac:
         sig = header.get("sig")
         if not self.s.nonce or not isinstance(sig, str) or release <= cur["release"]:

@@ -36,6 +36,7 @@ def _run_app():
     except SystemExit:
         _app["state"] = "returned"
     except BaseException as e:  # any app failure must leave the OTA loop running
+        boot_guard.app_crashed = True  # before anything else: a host reset now can't hide it
         print("uota: the app crashed:")
         _print_exception(e)
         _app["at"] = time.ticks_ms()
