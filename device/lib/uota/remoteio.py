@@ -30,7 +30,17 @@ generation = 0  # bumped when the set of client sockets changes (the event loop 
 _boot_ticks = time.ticks_ms()
 _guess_at = time.ticks_ms()  # no password guess is checked before this
 version = ""
-password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
+password = ""  # hex OTA key (PBKDF2 of the password, set by the runtime); "" = no auth
+salt = ""  # its salt ("" with a key from an older stack: no auth succeeds until re-bootstrap)
+iters = 0
+
+
+def secrets(sec):
+    """Take the OTA key from the device secrets (as uota.session does)."""
+    global password, salt, iters
+    password = sec.get("otaKey") or sec.get("otaPassword") or ""
+    salt = (sec.get("otaSalt") or "") if sec.get("otaKey") else ""
+    iters = sec.get("otaIter") or 0
 
 
 def on(name):
@@ -105,22 +115,38 @@ class _Client:
         self.authed = not password
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
+        self.hnonce = None  # the host's, from its challenge
         try:
             import machine
 
             dev = binascii.hexlify(machine.unique_id()).decode()
         except (ImportError, AttributeError):
             dev = "unknown"
-        hello = {"proto": 2, "id": dev, "nonce": self.nonce, "auth": not self.authed}
+        self.dev = dev
+        hello = {"proto": 3, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
         self.out += json.dumps({"hello": hello}).encode() + b"\n"
 
 
+def _proof(c, who):
+    # the mutual proof of the OTA port (docs/protocol.md "Authentication")
+    from uota import load
+
+    return load("uota.seal").proof(binascii.unhexlify(password), who, c.dev, c.nonce, c.hnonce)
+
+
+def _challenge(c, h):
+    # the device proves the key first; once per connection
+    if c.authed or not c.nonce or c.hnonce is not None or not salt or not isinstance(h, str) \
+            or len(h) != 32 or h.strip("0123456789abcdef"):
+        return b'{"e": "bad challenge"}\n'
+    c.hnonce = h
+    return json.dumps({"proof": _proof(c, "dev")}).encode() + b"\n"
+
+
 def _check_auth(c, response):
-    # same challenge-response as the OTA port (docs/protocol.md "Authentication")
-    import binascii
     from uota import auth
 
-    ok = auth.same(response, auth.hmac_hex(binascii.unhexlify(password), c.nonce.encode()))
+    ok = bool(c.hnonce) and auth.same(response, _proof(c, "host"))
     c.nonce = ""  # one guess per connection
     return ok
 
@@ -181,7 +207,9 @@ def _read(c):
             frame = None
         if not isinstance(frame, dict):
             continue
-        if "auth" in frame and not c.authed:
+        if "challenge" in frame:
+            c.out += _challenge(c, frame["challenge"])
+        elif "auth" in frame and not c.authed:
             if c.nonce and c.guess is None and isinstance(frame["auth"], str):
                 c.guess = frame["auth"]  # checked by _answer_guesses, never sooner than _guess_at
             else:

@@ -43,7 +43,7 @@ def _run_app():
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
+_SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth", "seal", "paths", "commit", "tree", "mlist")
 
 
 def unload(names):
@@ -169,7 +169,7 @@ def main():
         cfg = {}
     remoteio.version = fs.version_info()["version"]
     sec = fs.read_json(fs.full(fs.SECRETS), {})
-    remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
+    remoteio.secrets(sec if isinstance(sec, dict) else {})
     del sec
     del fs
     unload(("commit", "tree", "mlist", "paths"))  # boot-time only
