@@ -9,7 +9,7 @@
 # a dropped, replayed, reordered or injected record fails its tag and ends the connection.
 import hashlib
 from cryptolib import aes
-from uota.auth import Hmac, same
+from uota import auth
 
 MAX = 1024  # plaintext bytes per record: bounds the device's buffers
 PROTO = 3
@@ -17,19 +17,19 @@ PROTO = 3
 
 def proof(key, who, dev_id, dnonce, hnonce):
     # who: "dev" or "host"; the label keeps one side's proof from serving as the other's
-    h = Hmac(key)
+    h = auth.Hmac(key)
     h.update("uota-proof-%d %s\n%s\n%s\n%s" % (PROTO, who, dev_id, dnonce, hnonce))
     return h.hexdigest()
 
 
 def hkdf(ikm, salt, info, n):
     # RFC 5869 with HMAC-SHA256
-    h = Hmac(salt)
+    h = auth.Hmac(salt)
     h.update(ikm)
     prk = h.digest()
     out, t, i = b"", b"", 1
     while len(out) < n:
-        h = Hmac(prk)
+        h = auth.Hmac(prk)
         h.update(t)
         h.update(info)
         h.update(bytes((i,)))
@@ -105,7 +105,7 @@ class Sealed:
         c = (n + 15) & ~15
         self._fill(mv[2 : 2 + c + 16])
         seq, cipher = self.rx.next()
-        if not same(self.rx.mac.tag(seq, mv[:2], mv[2 : 2 + c]), mv[2 + c : 2 + c + 16]):
+        if not auth.same(self.rx.mac.tag(seq, mv[:2], mv[2 : 2 + c]), mv[2 + c : 2 + c + 16]):
             raise OSError(74)  # forged, replayed, reordered or damaged
         cipher.decrypt(mv[2 : 2 + c], mv[2 : 2 + c])
         self.pos, self.end = 2, 2 + n
