@@ -129,6 +129,19 @@ def test_password_auth(device: FakeDevice, project: Path) -> None:
         assert s.ping()
 
 
+def test_a_key_from_an_older_stack_asks_for_a_re_bootstrap(device: FakeDevice) -> None:
+    # a board whose secrets hold only the old SHA256 key: locked, never weakly unlocked
+    device.secrets(otaPassword=hashlib.sha256(b"s3cret").hexdigest())
+    with device.session(password="s3cret") as s, pytest.raises(AuthError, match="re-run `uota bootstrap`"):
+        s.open()
+    with device.session() as s:
+        assert s.hello().auth
+        with pytest.raises(DeviceError, match="re-run uota bootstrap"):
+            s.request("challenge " + "0" * 32)
+        with pytest.raises(AuthError, match="auth required"):
+            s.version()
+
+
 def test_an_unauthenticated_manifest_body_is_never_parsed_as_commands(device: FakeDevice) -> None:
     device.secrets(**ota_key_secrets("pw"))
     (device.root / "victim.txt").write_text("x")
