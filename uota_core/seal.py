@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import TYPE_CHECKING, Any
 
 from uota_core.link import Link, LinkError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher
 
 PROTO = 3
 MAX_RECORD = 1024  # plaintext bytes per record: the device's buffers are this big
@@ -62,6 +63,9 @@ class SessionKeys:
 
 class _Direction:
     def __init__(self, enc: bytes, mac: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # only sessions with a key
+
+        self._cipher = lambda iv: Cipher(algorithms.AES(enc), modes.CBC(iv))
         self.enc = enc
         self.mac = mac
         self.ecb = Cipher(algorithms.AES(enc), modes.ECB()).encryptor()
@@ -71,7 +75,7 @@ class _Direction:
         seq = self.seq.to_bytes(8, "big")
         self.seq += 1
         iv = self.ecb.update(bytes(8) + seq)
-        return seq, Cipher(algorithms.AES(self.enc), modes.CBC(iv))
+        return seq, self._cipher(iv)
 
     def tag(self, seq: bytes, head: bytes, body: bytes) -> bytes:
         return hmac.new(self.mac, seq + head + body, hashlib.sha256).digest()[:TAG]
