@@ -75,5 +75,5 @@ class Commands:
         s.pw, s.salt, s.iters = new, salt, int(iters)
         import uota.remoteio
 
-        uota.remoteio.secrets(sec)  # RemoteIO checks the same key from now on
+        uota.remoteio.password, uota.remoteio.salt, uota.remoteio.iters = new, salt, int(iters)  # RemoteIO too
         s.ch.reply("ok")

@@ -31,16 +31,8 @@ _boot_ticks = time.ticks_ms()
 _guess_at = time.ticks_ms()  # no password guess is checked before this
 version = ""
 password = ""  # hex OTA key (PBKDF2 of the password, set by the runtime); "" = no auth
-salt = ""  # its salt ("" with a key from an older stack: no auth succeeds until re-bootstrap)
+salt = ""  # its salt, and iterations (announced in the hello)
 iters = 0
-
-
-def secrets(sec):
-    """Take the OTA key from the device secrets (as uota.session does)."""
-    global password, salt, iters
-    password = sec.get("otaKey") or sec.get("otaPassword") or ""
-    salt = (sec.get("otaSalt") or "") if sec.get("otaKey") else ""
-    iters = sec.get("otaIter") or 0
 
 
 def on(name):
@@ -127,26 +119,11 @@ class _Client:
         self.out += json.dumps({"hello": hello}).encode() + b"\n"
 
 
-def _proof(c, who):
-    # the mutual proof of the OTA port (docs/protocol.md "Authentication")
+def _check_auth(c, response):
+    # the OTA port's mutual proof (docs/protocol.md "Authentication"), in uota.seal
     from uota import load
 
-    return load("uota.seal").proof(binascii.unhexlify(password), who, c.dev, c.nonce, c.hnonce)
-
-
-def _challenge(c, h):
-    # the device proves the key first; once per connection
-    if c.authed or not c.nonce or c.hnonce is not None or not salt or not isinstance(h, str) \
-            or len(h) != 32 or h.strip("0123456789abcdef"):
-        return b'{"e": "bad challenge"}\n'
-    c.hnonce = h
-    return json.dumps({"proof": _proof(c, "dev")}).encode() + b"\n"
-
-
-def _check_auth(c, response):
-    from uota import auth
-
-    ok = bool(c.hnonce) and auth.same(response, _proof(c, "host"))
+    ok = load("uota.seal").rio_auth(c, response, password)
     c.nonce = ""  # one guess per connection
     return ok
 
@@ -208,7 +185,9 @@ def _read(c):
         if not isinstance(frame, dict):
             continue
         if "challenge" in frame:
-            c.out += _challenge(c, frame["challenge"])
+            from uota import load
+
+            c.out += load("uota.seal").rio_challenge(c, frame["challenge"], password, salt)
         elif "auth" in frame and not c.authed:
             if c.nonce and c.guess is None and isinstance(frame["auth"], str):
                 c.guess = frame["auth"]  # checked by _answer_guesses, never sooner than _guess_at

@@ -169,7 +169,10 @@ def main():
         cfg = {}
     remoteio.version = fs.version_info()["version"]
     sec = fs.read_json(fs.full(fs.SECRETS), {})
-    remoteio.secrets(sec if isinstance(sec, dict) else {})
+    if isinstance(sec, dict) and sec.get("otaKey"):
+        remoteio.password, remoteio.salt, remoteio.iters = sec["otaKey"], sec.get("otaSalt", ""), sec.get("otaIter", 0)
+    elif isinstance(sec, dict):
+        remoteio.password = sec.get("otaPassword") or ""  # an older stack's key: no client gets in
     del sec
     del fs
     unload(("commit", "tree", "mlist", "paths"))  # boot-time only

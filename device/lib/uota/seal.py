@@ -1,5 +1,6 @@
 # The mutual proof, the session keys and the record layer of an authenticated connection
-# (docs/protocol.md "Authentication" and "Records"). Loaded on first use, at `challenge`.
+# (docs/protocol.md "Authentication" and "Records"), for the OTA session and RemoteIO.
+# Loaded on first use, at `challenge`: the resident stack stays small.
 #
 # A record:  len (2 bytes, big-endian, 1..1024) | ciphertext | tag (16 bytes)
 #   ciphertext = AES-256-CBC(enc key, iv, plaintext zero-padded to 16 bytes)
@@ -8,6 +9,7 @@
 # seq (8 bytes, big-endian) counts the records of one direction from 0 and is never sent:
 # a dropped, replayed, reordered or injected record fails its tag and ends the connection.
 import hashlib
+import binascii
 from cryptolib import aes
 from uota import auth
 
@@ -20,6 +22,64 @@ def proof(key, who, dev_id, dnonce, hnonce):
     h = auth.Hmac(key)
     h.update("uota-proof-%d %s\n%s\n%s\n%s" % (PROTO, who, dev_id, dnonce, hnonce))
     return h.hexdigest()
+
+
+def _nonce_ok(h):
+    return isinstance(h, str) and len(h) == 32 and not h.strip("0123456789abcdef")
+
+
+class Commands:
+    # the OTA session's `challenge` (uota.session dispatches it here)
+    def __init__(self, session):
+        self.s = session
+
+    def c_challenge(self, arg):
+        # the host's nonce; the device proves the key first, so the host sends nothing
+        # keyed to a device that can't (an impostor, or a relay's own connection)
+        from uota.session import Refused
+
+        s, h = self.s, arg.strip()
+        if not s.pw:
+            raise Refused("error: the device has no password")
+        if not s.salt:
+            raise Refused("error: this device's password was provisioned by an older uota: re-run uota bootstrap")
+        if not s.nonce or s.hnonce is not None:
+            raise Refused("error: send hello first")
+        if not _nonce_ok(h):
+            raise Refused("error: bad challenge: 32 lowercase hex digits")
+        s.hnonce = h
+        s.ch.reply("proof " + proof(binascii.unhexlify(s.pw), "dev", auth.device_id(), s.nonce, h))
+
+
+def login(s, response):
+    """The host's proof for session `s`: on success reply `ok` and carry the connection in
+    records from then on; False if wrong (the caller pays the wrong guess)."""
+    from uota.session import Refused
+
+    if not s.nonce or not s.hnonce:
+        raise Refused("error: send hello first, then challenge (protocol 3)")
+    key = binascii.unhexlify(s.pw)
+    dev = auth.device_id()
+    if not auth.same(response, proof(key, "host", dev, s.nonce, s.hnonce)):
+        return False
+    s.authed = True
+    s._trusted()
+    s.ch.reply("ok")
+    s.ch.seal(Sealed(s.base, keys(key, dev, s.nonce, s.hnonce)))
+    return True
+
+
+def rio_challenge(c, h, key_hex, salt):
+    """RemoteIO client `c`'s challenge: the frame to answer it with (once per connection)."""
+    if c.authed or not c.nonce or c.hnonce is not None or not salt or not _nonce_ok(h):
+        return b'{"e": "bad challenge"}\n'
+    c.hnonce = h
+    return ('{"proof": "%s"}\n' % proof(binascii.unhexlify(key_hex), "dev", c.dev, c.nonce, h)).encode()
+
+
+def rio_auth(c, response, key_hex):
+    return bool(c.hnonce) and isinstance(response, str) and auth.same(
+        response, proof(binascii.unhexlify(key_hex), "host", c.dev, c.nonce, c.hnonce))
 
 
 def hkdf(ikm, salt, info, n):

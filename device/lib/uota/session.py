@@ -13,7 +13,8 @@ OPEN_COMMANDS = ("ping", "hello", "challenge", "auth")
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
         "zfile": "staging", "end_ota": "staging", "abort": "staging",
-        "ls": "admin", "get": "admin", "rm": "admin", "wipe": "admin", "passwd": "admin"}
+        "ls": "admin", "get": "admin", "rm": "admin", "wipe": "admin", "passwd": "admin",
+        "challenge": "seal"}
 
 
 class Refused(Exception):
@@ -189,42 +190,13 @@ class Session:
         }
         self.ch.reply("hello " + json.dumps(info))
 
-    def c_challenge(self, arg):
-        # the host's nonce; the device proves the key first, so the host sends nothing
-        # keyed to a device that can't (an impostor, or a relay's own connection)
-        if not self.pw:
-            raise Refused("error: the device has no password")
-        if not self.salt:
-            raise Refused("error: this device's password was provisioned by an older uota: re-run uota bootstrap")
-        h = arg.strip()
-        if not self.nonce or self.hnonce is not None:
-            raise Refused("error: send hello first")
-        if len(h) != 32 or h.strip("0123456789abcdef"):
-            raise Refused("error: bad challenge: 32 lowercase hex digits")
-        from uota import load
-
-        self.hnonce = h
-        seal = load("uota.seal")
-        self.ch.reply("proof " + seal.proof(binascii.unhexlify(self.pw), "dev", auth.device_id(), self.nonce, h))
-
     def c_auth(self, arg):
         if not self.pw:
             self.ch.reply("ok")
             return
-        if not self.nonce or not self.hnonce:
-            raise Refused("error: send hello first, then challenge (protocol 3)")
         from uota import load
 
-        seal = load("uota.seal")
-        key = binascii.unhexlify(self.pw)
-        dev = auth.device_id()
-        if auth.same(arg.strip(), seal.proof(key, "host", dev, self.nonce, self.hnonce)):
-            self.authed = True
-            self._trusted()
-            self.ch.reply("ok")
-            # from here on every byte both ways is a record under this session's keys
-            self.ch.seal(seal.Sealed(self.base, seal.keys(key, dev, self.nonce, self.hnonce)))
-        else:
+        if not load("uota.seal").login(self, arg.strip()):  # replies and seals on success
             self.nonce = self.hnonce = None  # one guess per nonce
             import time
 
