@@ -17,7 +17,6 @@ import pytest
 
 from attack_helpers import PASSWORD, TapProxy, flash_hashes, make_project, secured_board, wait_until
 from relay_helpers import Impostor, Relay, fake_hello, ota_impostor
-from uota_core.config import load_config
 from uota_core.link import LinkError
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import AuthError, Session
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[1]
 WIFI_PASSWORD = "wifi-Pa55-on-the-board"  # in config/ota.json on the board, as a real project has it
-VICTIM = "/app/app.py"
 
 
 @pytest.fixture(scope="module")
