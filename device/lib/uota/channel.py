@@ -83,12 +83,6 @@ class Channel:
         self.start += n
         return n
 
-    def seal(self, sealed):
-        """Carry the stream in records from here on (uota.seal)."""
-        if self.start != self.end:
-            raise Closed()  # bytes sent before the keys were agreed can't be trusted
-        self.raw = sealed
-
     def write(self, data):
         if isinstance(data, str):
             data = data.encode()

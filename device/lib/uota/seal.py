@@ -28,27 +28,22 @@ def _nonce_ok(h):
     return isinstance(h, str) and len(h) == 32 and not h.strip("0123456789abcdef")
 
 
-class Commands:
-    # the OTA session's `challenge` (uota.session dispatches it here)
-    def __init__(self, session):
-        self.s = session
+def challenge(s, h):
+    """Session `s`'s `challenge <h>`: the host's nonce. The device proves the key first, so
+    the host sends nothing keyed to a device that can't (an impostor, or a relay's own
+    connection)."""
+    from uota.session import Refused
 
-    def c_challenge(self, arg):
-        # the host's nonce; the device proves the key first, so the host sends nothing
-        # keyed to a device that can't (an impostor, or a relay's own connection)
-        from uota.session import Refused
-
-        s, h = self.s, arg.strip()
-        if not s.pw:
-            raise Refused("error: the device has no password")
-        if not s.salt:
-            raise Refused("error: this device's password was provisioned by an older uota: re-run uota bootstrap")
-        if not s.nonce or s.hnonce is not None:
-            raise Refused("error: send hello first")
-        if not _nonce_ok(h):
-            raise Refused("error: bad challenge: 32 lowercase hex digits")
-        s.hnonce = h
-        s.ch.reply("proof " + proof(binascii.unhexlify(s.pw), "dev", auth.device_id(), s.nonce, h))
+    if not s.pw:
+        raise Refused("error: the device has no password")
+    if not s.salt:
+        raise Refused("error: this device's password was provisioned by an older uota: re-run uota bootstrap")
+    if not s.nonce or s.hnonce is not None:
+        raise Refused("error: send hello first")
+    if not _nonce_ok(h):
+        raise Refused("error: bad challenge: 32 lowercase hex digits")
+    s.hnonce = h
+    s.ch.reply("proof " + proof(binascii.unhexlify(s.pw), "dev", auth.device_id(), s.nonce, h))
 
 
 def login(s, response):
@@ -65,7 +60,11 @@ def login(s, response):
     s.authed = True
     s._trusted()
     s.ch.reply("ok")
-    s.ch.seal(Sealed(s.base, keys(key, dev, s.nonce, s.hnonce)))
+    if s.ch.start != s.ch.end:
+        from uota.channel import Closed
+
+        raise Closed()  # bytes sent before the keys were agreed can't be trusted
+    s.ch.raw = Sealed(s.base, keys(key, dev, s.nonce, s.hnonce))
     return True
 
 
