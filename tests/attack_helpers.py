@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from uota_core.auth import derive_key
 from uota_core.bootstrap import install_offline
 from uota_core.config import load_config
 from uota_core.connect import wait_reachable
+from uota_core.seal import SessionKeys, proof
 from uota_core.sim import VirtualBoard
 
 PASSWORD = "st4ple-Battery-h0rse-c0rrect"
@@ -143,6 +145,21 @@ STAGING = ("/ota_stage/", "/ota_pending.txt")
 
 def outside_staging(snapshot: dict[str, str]) -> dict[str, str]:
     return {p: h for p, h in snapshot.items() if not p.startswith(STAGING)}
+
+
+def raw_login(ask: Callable[[bytes], bytes], password: str, hello: bytes | None = None) -> SessionKeys:
+    """The protocol-3 handshake by hand over `ask` (send bytes, return the reply line):
+    hello (unless its reply is given), challenge, the device's proof checked, auth. The
+    keys of the records that every later byte must travel in."""
+    if hello is None:
+        hello = ask(b"hello\n")
+    info = json.loads(hello[6:])
+    key = derive_key(password, info["salt"], info["iter"])
+    host_nonce = os.urandom(16).hex()
+    reply = ask(f"challenge {host_nonce}\n".encode())
+    assert reply == b"proof " + proof(key, "dev", info["id"], info["nonce"], host_nonce).encode(), reply
+    assert ask(f"auth {proof(key, 'host', info['id'], info['nonce'], host_nonce)}\n".encode()) == b"ok"
+    return SessionKeys.derive(key, info["id"], info["nonce"], host_nonce)
 
 
 def secret_forms(secret: str) -> list[bytes]:

@@ -35,10 +35,14 @@ class FakeDevice:
         conn, _ = self.server.accept()
         return Session(TcpLink.adopt(conn, "fake-device", timeout=20), password, signing_key)
 
-    def secrets(self, **values: str) -> None:
+    def secrets(self, **values: str | int) -> None:
         path = self.root / "config" / ".ota.secrets.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
+        # the device reads its secrets when a connection opens, and it has one open ahead:
+        # end that one, so the next session surely sees these
+        conn, _ = self.server.accept()
+        conn.close()
 
     def close(self) -> str:
         self.server.close()

@@ -29,7 +29,7 @@ HOSTILE_PATHS = [
 # and `end_ota` (which commits a fuzzed manifest that happens to be valid, e.g. an empty
 # set) are only sent unauthenticated, where they must be refused
 COMMANDS = ["version", "ls", "get", "rm", "start_ota", "need", "abort", "passwd", "files",
-            "hello", "auth", "manifest", "file", "frobnicate", "PING", "", "get\x00", "ls\t"]
+            "hello", "challenge", "auth", "manifest", "file", "frobnicate", "PING", "", "get\x00", "ls\t"]
 SIZES = ["-1", "0", "1", "17", "1024", "99999999999999999999", "-99999999999", "abc", "", "1e9", "0x10", " 5",
          "5 ", "+5", "٣", "1_000"]
 HEXES = ["", "0" * 64, STAGE_SHA, "g" * 64, "0" * 63, "0" * 65, "A" * 64]

@@ -66,8 +66,11 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
         with RemoteIOClient(link=TcpLink(*rio.addr), password=PASSWORD) as client:
             assert client.call("echo", n=7) == 7
         captured = bytes(ota.to_server + ota.to_client + rio.to_server + rio.to_client)
-    # the tap really saw the session: the auth exchange, the signed manifest and the file
-    assert b"auth " in ota.to_server and b'"sig":' in ota.to_server and b"pushed through the tap" in ota.to_server
+    # the tap really saw the session: the mutual proofs; the manifest and the file went in
+    # encrypted records, so neither appears in clear
+    assert b"challenge " in ota.to_server and b"auth " in ota.to_server and b"proof " in ota.to_client
+    assert b'"sig":' not in ota.to_server and b"pushed through the tap" not in ota.to_server
+    assert len(ota.to_server) > len(app.read_bytes())
     assert b'{"auth": "ok"}' in rio.to_client
     assert_no_secret(captured, PASSWORD, NEW_PASSWORD, SIGNING_KEY)
 
@@ -82,7 +85,8 @@ def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]
         with open_session(cfg, "serial", port=board.serial_port) as s:
             assert push(s, cfg, "fast", version="tap-serial", compress=False).committed
         board.expect("boot marked healthy", timeout=30, since=mark)
-    assert b"auth " in to_board and b"over the tapped serial line" in to_board  # the tap saw the push
+    assert b"challenge " in to_board and b"auth " in to_board  # the tap saw the handshake...
+    assert b"over the tapped serial line" not in to_board  # ...and the file only encrypted
     assert_no_secret(bytes(to_board + to_host), PASSWORD, SIGNING_KEY)
     wait_reachable(board.host, 2018)
 
@@ -90,6 +94,8 @@ def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]
 def _guess(link: TcpLink, response: str) -> str:
     link.write(b"hello\n")
     assert link.readline().startswith(b"hello ")
+    link.write(b"challenge " + b"ab" * 16 + b"\n")
+    assert link.readline().startswith(b"proof ")
     link.write(f"auth {response}\n".encode())
     return link.readline().decode().strip()
 
@@ -121,6 +127,8 @@ def test_wrong_passwords_are_slowed_down_on_remoteio(locked: tuple[VirtualBoard,
     for i in range(guesses):  # one guess per connection: the attacker reconnects each time
         with TcpLink(board.host, 2019) as link:
             assert json.loads(link.readline())["hello"]["auth"] is True
+            link.write(json.dumps({"challenge": "cd" * 16}).encode() + b"\n")
+            assert "proof" in json.loads(link.readline())
             link.write(json.dumps({"auth": f"{i:064x}"}).encode() + b"\n")
             assert json.loads(link.readline()) == {"e": "auth failed"}
     per_guess = (time.monotonic() - started) / (guesses - 1)  # the first one is answered at once
@@ -153,6 +161,12 @@ def test_every_command_is_refused_before_auth_over_tcp(locked: tuple[VirtualBoar
     with Session(TcpLink(board.host, 2018)) as s:
         assert s.hello().auth
         _refused_everywhere(s)
+        with pytest.raises(DeviceError, match="send hello first, then challenge"):
+            s.request("auth " + "0" * 64)  # the device proves itself first
+        assert s.request("challenge " + "0" * 32).startswith("proof ")
+        _refused_everywhere(s)  # a challenge authenticates nothing
+        with pytest.raises(DeviceError, match="send hello first"):
+            s.request("challenge " + "1" * 32)  # one challenge per hello
         with pytest.raises(AuthError, match="auth failed"):
             s.request("auth " + "0" * 64)
         _refused_everywhere(s)  # a wrong guess authenticates nothing
@@ -161,7 +175,7 @@ def test_every_command_is_refused_before_auth_over_tcp(locked: tuple[VirtualBoar
     with Session(TcpLink(board.host, 2018), PASSWORD) as s:
         s.open()
         s.version()  # raises AuthError if refused
-        s.hello()  # a new hello drops the authentication
+        s.hello()  # a new hello drops the authentication (inside the records)
         _refused_everywhere(s)
     # bodies are never read as commands: the connection closes after the refusal
     for header, body in ((b"manifest 20\n", b"rm main.py\nwipe\nreset\n"), (b"file main.py;5;" + b"0" * 64 + b"\n", b"wipe\n")):
@@ -191,6 +205,7 @@ def test_every_command_is_refused_before_auth_over_serial(locked: tuple[VirtualB
     with Session(open_serial_link(board.serial_port)) as s:
         assert s.hello().auth
         _refused_everywhere(s)
+        assert s.request("challenge " + "2" * 32).startswith("proof ")
         with pytest.raises(AuthError, match="auth failed"):
             s.request("auth " + "1" * 64)
         _refused_everywhere(s)
@@ -245,4 +260,4 @@ def test_every_secret_comparison_goes_through_the_constant_time_one() -> None:
             if re.search(r"(hmac_hex|hexdigest|_sig|\bsig\b|\bwant\b|\bmac\b)", line) and re.search(r"[=!]=", line):
                 raise AssertionError(f"{name}: a secret compared with ==: {line.strip()}")
     users = [n for n, t in sources.items() if "auth.same(" in t]
-    assert sorted(users) == ["admin.py", "pending.py", "remoteio.py", "session.py"], users
+    assert sorted(users) == ["pending.py", "seal.py"], users  # seal: both proofs and the record tags

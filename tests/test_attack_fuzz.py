@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from attack_helpers import PASSWORD, count, flash_hashes, healthy_board, outside_staging
+from attack_helpers import PASSWORD, count, flash_hashes, healthy_board, outside_staging, raw_login
 from fuzz_cases import STAGE_PATH, STAGE_SHA, Case, cases, frame_damage, serial_cases
-from uota_core.auth import auth_response, password_key
 from uota_core.link import LinkError
+from uota_core.seal import MAX_RECORD, TAG, SessionKeys, _Direction, seal
 from uota_core.serial_transport import open_serial_link
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
@@ -109,7 +109,7 @@ def test_known_nasty_inputs_get_an_error_reply(fuzz_board: VirtualBoard, items: 
         case = Case(auth=True, staged=True, items=items)
         open_case(conn, case)
         for item in items:
-            conn.sock.sendall(item)
+            conn.send(item)
         assert conn.line().startswith(reply)
     finally:
         conn.close()
@@ -133,7 +133,7 @@ def test_a_manifest_with_utf8_paths_or_crlf_lines_is_read_to_its_exact_end(fuzz_
         assert conn.ask(f"manifest {len(body)}\n".encode() + body) == b"ok"
         size = int(conn.ask(b"need\n"))
         while len(conn.buf) < size:
-            conn.buf += conn.sock.recv(4096)
+            conn.buf += conn.more()
         assert sorted(json.loads(conn.buf[:size])) == sorted(files)
         conn.buf = conn.buf[size:]
         assert conn.ask(b"abort\n") == b"aborted"
@@ -144,21 +144,55 @@ def test_a_manifest_with_utf8_paths_or_crlf_lines_is_read_to_its_exact_end(fuzz_
 # -- WiFi TCP ---------------------------------------------------------------------------
 
 class LineSocket:
+    """A raw client of the OTA port; after `seal` its bytes travel in records."""
+
     def __init__(self, host: str, timeout: float = 5.0) -> None:
         self.sock = socket.create_connection((host, 2018), timeout=timeout)
         self.buf = b""
+        self.tx: _Direction | None = None
+        self.rx: _Direction | None = None
 
-    def line(self) -> bytes:
-        while b"\n" not in self.buf:
+    def seal(self, keys: SessionKeys) -> None:
+        self.tx, self.rx = _Direction(keys.h2d_enc, keys.h2d_mac), _Direction(keys.d2h_enc, keys.d2h_mac)
+
+    def send(self, data: bytes) -> None:
+        if self.tx is None:
+            self.sock.sendall(data)
+            return
+        for at in range(0, len(data), MAX_RECORD):
+            self.sock.sendall(seal(self.tx, data[at : at + MAX_RECORD]))
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = self.sock.recv(n - len(data))
+            if not more:
+                raise ConnectionError("closed")
+            data += more
+        return data
+
+    def more(self) -> bytes:
+        """The next bytes from the device (a record's plaintext once sealed)."""
+        if self.rx is None:
             data = self.sock.recv(4096)
             if not data:
                 raise ConnectionError("closed")
-            self.buf += data
+            return data
+        head = self._exact(2)
+        n = int.from_bytes(head, "big")
+        rest = self._exact(-(-n // 16) * 16 + TAG)
+        seq, cipher = self.rx.next()
+        assert rest[-TAG:] == self.rx.tag(seq, head, rest[:-TAG]), "a record from the device failed its tag"
+        return cipher.decryptor().update(rest[:-TAG])[:n]
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buf:
+            self.buf += self.more()
         line, _, self.buf = self.buf.partition(b"\n")
         return line
 
     def ask(self, text: bytes) -> bytes:
-        self.sock.sendall(text)
+        self.send(text)
         return self.line()
 
     def close(self) -> None:
@@ -167,12 +201,19 @@ class LineSocket:
 
 def open_case(conn: LineSocket | Session, case: Case) -> None:
     """The legitimate part of a case: hello, auth, start_ota and an accepted manifest."""
-    ask = conn.ask if isinstance(conn, LineSocket) else (lambda b: conn.request(b.decode().strip()).encode())
-    hello = ask(b"hello\n")
-    assert hello.startswith(b"hello "), hello
-    if case.auth:
-        nonce = json.loads(hello[6:])["nonce"]
-        assert ask(f"auth {auth_response(password_key(PASSWORD), nonce)}\n".encode()) == b"ok"
+    if isinstance(conn, Session):
+        ask = lambda b: conn.request(b.decode().strip()).encode()  # noqa: E731
+        if case.auth:
+            conn.password = PASSWORD
+            assert conn.open() is not None
+        else:
+            assert conn.hello() is not None
+    else:
+        ask = conn.ask
+        hello = ask(b"hello\n")
+        assert hello.startswith(b"hello "), hello
+        if case.auth:
+            conn.seal(raw_login(ask, PASSWORD, hello))
     if case.staged:
         assert ask(b"start_ota\n") == b"ready"
         body = f'uota-manifest-lines 1 {{"version":"fz"}}\n{STAGE_PATH}:{STAGE_SHA}\n'.encode()
@@ -185,7 +226,7 @@ def tcp_case(board: VirtualBoard, case: Case) -> None:
         open_case(conn, case)
         try:
             for item in case.items:
-                conn.sock.sendall(item)
+                conn.send(item)
             conn.sock.shutdown(socket.SHUT_WR)  # the device reads every byte, then sees the end
         except OSError:
             return  # the device already closed the connection on bad input: fine

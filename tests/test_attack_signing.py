@@ -140,6 +140,9 @@ def test_a_captured_session_replayed_byte_for_byte_is_refused(signed: tuple[Virt
         mark = board.console_mark()
         with Session(TcpLink(*tap.addr), cfg.password, cfg.signing_key) as s:
             s.open()
+            plain = bytearray()  # what went into the encrypted records: a thief of the password has it
+            sealed_write = s.link.write
+            s.link.write = lambda data: (plain.extend(data), sealed_write(data))[1]  # type: ignore[method-assign]
             assert push(s, cfg, "fast", version="captured").committed
         captured = bytes(tap.to_server)
     board.expect("boot marked healthy", timeout=30, since=mark)
@@ -165,9 +168,9 @@ def test_a_captured_session_replayed_byte_for_byte_is_refused(signed: tuple[Virt
             pass
     assert "error: auth failed" in replies and "ok" not in replies, replies
     # 2. the captured manifest inside a session the attacker authenticated (a stolen password)
-    start = captured.index(b"manifest ")
-    size_end = captured.index(b"\n", start)
-    body = captured[size_end + 1: size_end + 1 + int(captured[start + 9: size_end])]
+    start = plain.index(b"manifest ")
+    size_end = plain.index(b"\n", start)
+    body = bytes(plain[size_end + 1: size_end + 1 + int(plain[start + 9: size_end])])
     assert b'"sig":' in body
     with open_session(cfg) as s:
         assert offer(s, body) == "sig_mismatch"

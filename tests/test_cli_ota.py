@@ -73,8 +73,11 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
         out = uota("bootstrap", "--port", board.serial_port).output
         assert "lib/uota/session.mpy" in out  # the board loads mpy-cross's bytecode: the default
         wait_reachable(board.host, 2018)
-        assert json.loads(board.read_file("/config/.ota.secrets.json")) == {
-            "otaPassword": __import__("hashlib").sha256(PW1.encode()).hexdigest(), "signingKey": KEY1}
+        from uota_core.auth import derive_key
+        secrets = json.loads(board.read_file("/config/.ota.secrets.json"))
+        assert secrets == {"otaKey": derive_key(PW1, secrets["otaSalt"], secrets["otaIter"]).hex(),
+                           "otaSalt": secrets["otaSalt"], "otaIter": secrets["otaIter"], "signingKey": KEY1}
+        assert len(secrets["otaSalt"]) == 32 and secrets["otaIter"] >= 100_000
 
         first = last_json(pushed(board, "fast", "--json"))
         assert set(first) == {"sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds"}

@@ -144,11 +144,11 @@ def test_out_of_space_mid_push_keeps_the_old_version(tmp_path: Path, ota_project
 
 def test_remoteio_requires_the_password_when_the_device_has_one(ota_board: VirtualBoard,
                                                                  ota_project: Path) -> None:
-    from uota_core.auth import password_key
+    from uota_core.bootstrap import ota_key_secrets
     from uota_core.session import AuthError
 
     ota_board.power_cut()
-    ota_board.write_file("/config/.ota.secrets.json", json.dumps({"otaPassword": password_key("pw").hex()}))
+    ota_board.write_file("/config/.ota.secrets.json", json.dumps(ota_key_secrets("pw")))
     ota_board.power_on()
     with pytest.raises(AuthError, match="requires the OTA password"):
         RemoteIOClient(ota_board.host)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from uota_core.auth import manifest_signature, password_key
+from uota_core.auth import manifest_signature
+from uota_core.bootstrap import ota_key_secrets
 from uota_core.config import load_config
 from uota_core.push import PushError, push
 from uota_core.session import AuthError, DeviceError, SignatureError
@@ -25,7 +26,7 @@ def test_documented_commands_on_a_fresh_device(device: FakeDevice) -> None:
     with device.session() as s:
         assert s.ping()
         info = s.hello()
-        assert info is not None and info.proto == 2 and len(info.nonce) == 32 and not info.auth
+        assert info is not None and info.proto == 3 and len(info.nonce) == 32 and not info.auth
         assert s.version() == ""
         assert "hello.txt" in s.ls("/")
         assert s.get("hello.txt") == b"hi there"
@@ -108,7 +109,7 @@ def test_secrets_are_stripped_from_the_pushed_config(device: FakeDevice, project
 
 
 def test_password_auth(device: FakeDevice, project: Path) -> None:
-    device.secrets(otaPassword=password_key("s3cret").hex())
+    device.secrets(**ota_key_secrets("s3cret"))
     with device.session() as s:
         assert s.hello().auth
         with pytest.raises(AuthError, match="auth required"):
@@ -129,8 +130,21 @@ def test_password_auth(device: FakeDevice, project: Path) -> None:
         assert s.ping()
 
 
+def test_a_key_from_an_older_stack_asks_for_a_re_bootstrap(device: FakeDevice) -> None:
+    # a board whose secrets hold only the old SHA256 key: locked, never weakly unlocked
+    device.secrets(otaPassword=hashlib.sha256(b"s3cret").hexdigest())
+    with device.session(password="s3cret") as s, pytest.raises(AuthError, match="re-run `uota bootstrap`"):
+        s.open()
+    with device.session() as s:
+        assert s.hello().auth
+        with pytest.raises(DeviceError, match="re-run uota bootstrap"):
+            s.request("challenge " + "0" * 32)
+        with pytest.raises(AuthError, match="auth required"):
+            s.version()
+
+
 def test_an_unauthenticated_manifest_body_is_never_parsed_as_commands(device: FakeDevice) -> None:
-    device.secrets(otaPassword=password_key("pw").hex())
+    device.secrets(**ota_key_secrets("pw"))
     (device.root / "victim.txt").write_text("x")
     with device.session() as s:
         s.hello()

@@ -1,6 +1,7 @@
 """`uota bootstrap`: install the device side over USB (raw REPL) and provision its secrets.
 
-The password hash and the signing key cross only this USB link, never WiFi/BLE.
+The OTA key (PBKDF2 of the password, under a salt drawn per bootstrap) and the signing key
+cross only this USB link, never WiFi/BLE; the password itself never leaves the host.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from uota_core.auth import password_key
+from uota_core.auth import PBKDF2_ITERATIONS, derive_key, new_salt
 from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config
 from uota_core.errors import UotaError
 from uota_core.rawrepl import RawRepl
@@ -74,10 +75,20 @@ def provision_files(cfg: Config) -> dict[str, bytes]:
     data = json.loads(cfg_path.read_text(encoding="utf-8"))
     files[CONFIG_FILE] = (json.dumps({k: v for k, v in data.items() if k not in SECRET_KEYS}, indent=2)
                           + "\n").encode()
-    secrets = {"otaPassword": password_key(cfg.password).hex() if cfg.password else "",
-               "signingKey": cfg.signing_key}
+    secrets = ota_key_secrets(cfg.password)
+    secrets["signingKey"] = cfg.signing_key
     files[SECRETS_FILE] = json.dumps(secrets).encode()
     return files
+
+
+def ota_key_secrets(password: str) -> dict[str, str | int]:
+    """The device's share of an OTA password: its PBKDF2 key, salt and iterations (the
+    board never runs PBKDF2); empty for no password."""
+    if not password:
+        return {"otaKey": ""}
+    salt = new_salt()
+    return {"otaKey": derive_key(password, salt, PBKDF2_ITERATIONS).hex(), "otaSalt": salt,
+            "otaIter": PBKDF2_ITERATIONS}
 
 
 def bootstrap_files(cfg: Config, mpy: bool = False) -> dict[str, bytes]:

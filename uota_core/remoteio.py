@@ -15,10 +15,11 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from uota_core.auth import auth_response, password_key
+from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
-from uota_core.session import AuthError
+from uota_core.seal import PROTO, proof
+from uota_core.session import REBOOTSTRAP, AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
 
@@ -59,15 +60,40 @@ class RemoteIOClient(Closing):
         if not password:
             raise AuthError("the device's RemoteIO requires the OTA password: set otaPassword in "
                             "config/.ota.secrets.json")
-        response = auth_response(password_key(password), str(hello.get("nonce", "")))
-        self.link.write(json.dumps({"auth": response}).encode() + b"\n")
+        self._authenticate(password, hello)
+
+    def _authenticate(self, password: str, hello: dict[str, Any]) -> None:
+        """The OTA port's mutual proof (docs/protocol.md "RemoteIO"): the device proves the
+        key before this client sends anything keyed."""
+        import secrets
+        from hmac import compare_digest
+
+        salt, iterations, nonce = str(hello.get("salt", "")), int(hello.get("iter", 0)), str(hello.get("nonce", ""))
+        if int(hello.get("proto", 2)) < PROTO or not salt:
+            raise AuthError(f"the device's RemoteIO runs an older uota stack; {REBOOTSTRAP}")
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            raise AuthError(f"the device's key uses {iterations} PBKDF2 iterations; {REBOOTSTRAP}")
+        key = derive_key(password, salt, iterations)
+        host_nonce = secrets.token_hex(16)
+        self.link.write(json.dumps({"challenge": host_nonce}).encode() + b"\n")
+        reply = self._reply_to("challenge")
+        if not compare_digest(str(reply.get("proof", "")), proof(key, "dev", self.device_id, nonce, host_nonce)):
+            raise AuthError(f"wrong OTA password for RemoteIO, or not your device: {self.link.name} could not prove "
+                            "it knows the key for otaPassword in config/.ota.secrets.json (if the password is "
+                            "right: an impostor or a relay; nothing was sent to it)")
+        self.link.write(json.dumps({"auth": proof(key, "host", self.device_id, nonce, host_nonce)}).encode() + b"\n")
+        if self._reply_to("auth").get("auth") != "ok":
+            raise AuthError("the device's RemoteIO refused this host's proof after proving its own: "
+                            "a relay tampering with the connection?")
+
+    def _reply_to(self, what: str) -> dict[str, Any]:
+        """The next frame that isn't print output."""
         while True:
-            reply = self._frame(self.timeout)
-            if reply.get("auth") == "ok":
-                return
-            if "e" in reply:
-                raise AuthError("wrong OTA password for RemoteIO: otaPassword in config/.ota.secrets.json "
-                                "doesn't match the device's")
+            frame = self._frame(self.timeout)
+            if "p" in frame:
+                self._prints.append(str(frame["p"]))
+            elif frame:
+                return frame
 
     def close(self) -> None:
         self.link.close()

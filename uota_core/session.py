@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import Any
 
-from uota_core.auth import auth_response, delete_signature, manifest_signature, passwd_request, password_key
+from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, delete_signature, derive_key,
+                             manifest_signature, new_salt, passwd_request)
 from uota_core.config import check_version
 from uota_core.errors import UotaError
 from uota_core.link import Closing, Link, LinkClosed, LinkError
+from uota_core.seal import PROTO, SealedLink, SessionKeys, proof
 
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
 MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "
@@ -22,7 +25,10 @@ class DeviceError(UotaError):
 
 
 class AuthError(DeviceError):
-    """Wrong or missing OTA password."""
+    """Wrong or missing OTA password, or a device that can't prove it knows it."""
+
+
+REBOOTSTRAP = "re-run `uota bootstrap` over USB to install the current stack and its key"
 
 
 class InflateUnavailable(DeviceError):
@@ -46,6 +52,8 @@ class DeviceInfo:
     firmware: str = ""
     mpy: int = 0  # the .mpy format version the board loads (0: unknown)
     deflate: int = 0  # window bits of the raw deflate `zfile` bodies it inflates (0: none)
+    salt: str = ""  # PBKDF2 salt (hex) and iterations of the device's OTA key
+    iter: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "DeviceInfo":
@@ -53,7 +61,8 @@ class DeviceInfo:
                    auth=bool(data.get("auth")), signed=bool(data.get("signed")),
                    version=str(data.get("version", "")), release=int(data.get("release", 0)),
                    free=int(data.get("free", 0)), firmware=str(data.get("firmware", "")),
-                   mpy=int(data.get("mpy", 0)), deflate=int(data.get("deflate", 0)))
+                   mpy=int(data.get("mpy", 0)), deflate=int(data.get("deflate", 0)),
+                   salt=str(data.get("salt", "")), iter=int(data.get("iter", 0)))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Session(Closing):
         self.signing_key = signing_key
         self.info: DeviceInfo | None = None
         self.authenticated = False
+        self.host_nonce = ""
+        self._key = b""  # the device's OTA key, once derived for this connection
 
     def close(self) -> None:
         self.link.close()
@@ -131,23 +142,50 @@ class Session(Closing):
         return self.info
 
     def open(self) -> DeviceInfo | None:
-        """hello, then authenticate if the device asks for it."""
+        """hello, then the mutual authentication if the device asks for it. A project with a
+        password talks only to a device that proves it knows the key (docs/protocol.md)."""
         info = self.hello()
+        if self.password and (info is None or not info.auth):
+            raise AuthError(f"{self.link.name} asks for no OTA password, but this project has one: refusing to "
+                            "talk to it (an impostor, e.g. a spoofed mDNS answer, or a board that lost its "
+                            f"secrets: {REBOOTSTRAP})")
         if info is not None and info.auth:
             if not self.password:
                 raise AuthError("the device requires an OTA password: set otaPassword in "
                                 "config/.ota.secrets.json")
-            reply = self._check_auth(auth_response(password_key(self.password), info.nonce))
-            self.authenticated = reply == "ok"
+            self._authenticate(info)
         return info
 
-    def _check_auth(self, response: str) -> str:
-        self._send_line(f"auth {response}")
+    def _authenticate(self, info: DeviceInfo) -> None:
+        if info.proto < PROTO or not info.salt:
+            raise AuthError(f"the device runs an older uota stack (protocol {info.proto}, whose password "
+                            f"check can be cracked offline); {REBOOTSTRAP}")
+        if not MIN_ITERATIONS <= info.iter <= MAX_ITERATIONS:
+            raise AuthError(f"the device's key uses {info.iter} PBKDF2 iterations (uota wants "
+                            f"{MIN_ITERATIONS} to {MAX_ITERATIONS}); {REBOOTSTRAP}")
+        import secrets
+
+        key = derive_key(self.password, info.salt, info.iter)
+        self.host_nonce = secrets.token_hex(16)
+        reply = self.request(f"challenge {self.host_nonce}")
+        # the device proves the key first: nothing keyed goes to one that can't
+        if not (reply.startswith("proof ") and compare_digest(
+                reply[6:].strip(), proof(key, "dev", info.id, info.nonce, self.host_nonce))):
+            raise AuthError(f"wrong OTA password, or not your device: {self.link.name} could not prove it knows "
+                            "the key for otaPassword in config/.ota.secrets.json. If the password is right, "
+                            "this is an impostor or a relay (e.g. a spoofed mDNS answer): nothing was sent to it. "
+                            "Otherwise set the right password (`uota passwd` changes it).")
+        self._send_line(f"auth {proof(key, 'host', info.id, info.nonce, self.host_nonce)}")
         reply = self._reply()
         if reply == "error: auth failed":
-            raise AuthError("wrong OTA password: otaPassword in config/.ota.secrets.json doesn't match "
-                            "the device's (set it with `uota passwd`, or re-provision with `uota bootstrap`)")
-        return self._check(reply, "auth")
+            raise AuthError("the device refused this host's proof of the OTA password after proving its own: "
+                            "a relay tampering with the connection?")
+        self._check(reply, "auth")
+        # every later byte travels in records under keys from both nonces
+        inner = self.link.inner if isinstance(self.link, SealedLink) else self.link
+        self.link = SealedLink(inner, SessionKeys.derive(key, info.id, info.nonce, self.host_nonce))
+        self._key = key
+        self.authenticated = True
 
     # -- documented commands ----------------------------------------------------------
 
@@ -198,11 +236,14 @@ class Session(Closing):
         return Installed(version=str(info.get("version", "")), release=int(info.get("release", 0)), files=files)
 
     def passwd(self, new_password: str) -> None:
-        if self.info is None or not self.info.auth:
+        """Give the device a new key (PBKDF2 of `new_password` under a fresh salt)."""
+        if self.info is None or not self.info.auth or not self._key:
             raise DeviceError("the device has no OTA password yet: provision the first one over USB "
                               "with `uota bootstrap`")
-        req = passwd_request(password_key(self.password), self.info.nonce, password_key(new_password))
-        self.request(f"passwd {req}")
+        salt = new_salt()
+        new_key = derive_key(new_password, salt, PBKDF2_ITERATIONS)
+        self.request("passwd " + passwd_request(self._key, self.info.nonce, self.host_nonce, new_key, salt,
+                                                PBKDF2_ITERATIONS))
         self.password = new_password
 
     # -- OTA session ------------------------------------------------------------------

@@ -96,26 +96,29 @@ class Commands:
         self.s.ch.reply("ok")
 
     def c_passwd(self, arg):
-        if not self.s.pw:
+        # `passwd <masked key>;<salt>;<iterations>`: the new PBKDF2 key, computed by the host
+        # and masked under the current key and both nonces; the record layer that carries
+        # it authenticates it (docs/protocol.md "Changing the password")
+        s = self.s
+        if not s.pw:
             raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
-        masked, mac = arg.strip().split(";")
-        key = binascii.unhexlify(self.s.pw)
-        pad = binascii.unhexlify(auth.hmac_hex(key, ("passwd-mask:" + self.s.nonce).encode()))
+        masked, salt, iters = arg.strip().split(";")
         masked = binascii.unhexlify(masked)
-        if len(masked) != 32:
-            raise Refused("error: bad passwd request")
+        if len(masked) != 32 or len(salt) != 32 or salt.strip("0123456789abcdef") or int(iters) < 100000:
+            raise Refused("error: bad passwd request (32-byte key, 16-byte hex salt, >= 100000 iterations)")
+        pad = auth.Hmac(binascii.unhexlify(s.pw))
+        pad.update("uota-passwd-3\n%s\n%s" % (s.nonce, s.hnonce))
+        pad = pad.digest()
         new = binascii.hexlify(bytes(masked[i] ^ pad[i] for i in range(32))).decode()
-        want = auth.hmac_hex(key, ("passwd-set:%s:%s" % (self.s.nonce, new)).encode())
-        if not auth.same(mac, want):
-            raise Refused("error: passwd request failed verification")
         sec = fs.read_json(fs.full(fs.SECRETS), {})
-        sec["otaPassword"] = new
+        sec.pop("otaPassword", None)
+        sec.update({"otaKey": new, "otaSalt": salt, "otaIter": int(iters)})
         fs.write_json(fs.full(fs.SECRETS), sec)
-        self.s.pw = new
+        s.pw, s.salt, s.iters = new, salt, int(iters)
         import uota.remoteio
 
-        uota.remoteio.password = new  # RemoteIO checks the same password from now on
-        self.s.ch.reply("ok")
+        uota.remoteio.password, uota.remoteio.salt, uota.remoteio.iters = new, salt, int(iters)  # RemoteIO too
+        s.ch.reply("ok")
 
 
 def _strings(v, out):

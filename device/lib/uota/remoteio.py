@@ -32,7 +32,9 @@ _orig_print = None
 generation = 0  # bumped when the set of client sockets changes (the event loop polls them)
 _boot_ticks = time.ticks_ms()
 version = ""
-password = ""  # hex SHA256 of the OTA password (set by the runtime); "" = no auth
+password = ""  # hex OTA key (PBKDF2 of the password, set by the runtime); "" = no auth
+salt = ""  # its salt, and iterations (announced in the hello)
+iters = 0
 
 
 def on(name):
@@ -110,22 +112,23 @@ class _Client:
         self.full = False  # output over its limit: not polled or read until it drains
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
+        self.hnonce = None  # the host's, from its challenge
         try:
             import machine
 
             dev = binascii.hexlify(machine.unique_id()).decode()
         except (ImportError, AttributeError):
             dev = "unknown"
-        hello = {"proto": 2, "id": dev, "nonce": self.nonce, "auth": not self.authed}
+        self.dev = dev
+        hello = {"proto": 3, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
         self.out += json.dumps({"hello": hello}).encode() + b"\n"
 
 
 def _check_auth(c, response):
-    # same challenge-response as the OTA port (docs/protocol.md "Authentication")
-    import binascii
-    from uota import auth
+    # the OTA port's mutual proof (docs/protocol.md "Authentication"), in uota.seal
+    from uota import load
 
-    ok = auth.same(response, auth.hmac_hex(binascii.unhexlify(password), c.nonce.encode()))
+    ok = load("uota.seal").rio_auth(c, response, password)
     c.nonce = ""  # one guess per connection
     return ok
 
@@ -192,7 +195,11 @@ def _lines(c):
             frame = None
         if not isinstance(frame, dict):
             continue
-        if "auth" in frame and not c.authed:
+        if "challenge" in frame:
+            from uota import load
+
+            c.out += load("uota.seal").rio_challenge(c, frame["challenge"], password, salt)
+        elif "auth" in frame and not c.authed:
             if c.nonce and c.guess is None and isinstance(frame["auth"], str):
                 c.guess = frame["auth"]  # checked by _answer_guesses, when its source may guess
             else:

@@ -44,7 +44,7 @@ def _run_app():
 
 
 # modules a session loads on demand; dropped afterwards so the idle stack stays small
-_SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth", "paths", "commit", "tree", "mlist")
+_SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth", "seal", "paths", "commit", "tree", "mlist")
 
 
 def unload(names):
@@ -183,7 +183,10 @@ def main():
         cfg = {}
     remoteio.version = fs.version_info()["version"]
     sec = fs.read_json(fs.full(fs.SECRETS), {})
-    remoteio.password = (sec.get("otaPassword") or "") if isinstance(sec, dict) else ""
+    if isinstance(sec, dict) and sec.get("otaKey"):
+        remoteio.password, remoteio.salt, remoteio.iters = sec["otaKey"], sec.get("otaSalt", ""), sec.get("otaIter", 0)
+    elif isinstance(sec, dict):
+        remoteio.password = sec.get("otaPassword") or ""  # an older stack's key: no client gets in
     del sec
     del fs
     unload(("commit", "tree", "mlist", "paths"))  # boot-time only

@@ -9,7 +9,7 @@ from uota import fs, paths, auth
 from uota.channel import Channel, Closed
 
 CHUNK = 1024
-OPEN_COMMANDS = ("ping", "hello", "auth")
+OPEN_COMMANDS = ("ping", "hello", "challenge", "auth")
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
         "zfile": "staging", "end_ota": "staging", "abort": "staging",
@@ -36,9 +36,15 @@ class Session:
         sec = fs.read_json(fs.full(fs.SECRETS), {})
         if not isinstance(sec, dict):
             sec = {}
-        self.pw = sec.get("otaPassword") or ""
+        # otaKey: hex PBKDF2 of the password, computed by the host (docs/protocol.md); a
+        # bare otaPassword is an older stack's SHA256 key: locked until re-bootstrapped
+        self.pw = sec.get("otaKey") or sec.get("otaPassword") or ""
+        self.salt = (sec.get("otaSalt") or "") if sec.get("otaKey") else ""
+        self.iters = sec.get("otaIter") or 0
         self.sign_key = sec.get("signingKey") or ""
-        self.nonce = None
+        self.nonce = None  # this connection's device nonce (hello); the signed manifest binds it
+        self.hnonce = None  # the host's nonce (challenge)
+        self.base = raw  # the transport under any record layer
         self.authed = not self.pw
         if self.authed:
             self._trusted()
@@ -95,7 +101,7 @@ class Session:
 
     def _trusted(self):
         # lifts the transport's deadline for unauthenticated connections (WiFi TCP)
-        f = getattr(self.ch.raw, "authenticated", None)
+        f = getattr(self.base, "authenticated", None)
         if f:
             f()
 
@@ -169,12 +175,15 @@ class Session:
         gc.collect()
         cur = fs.version_info()
         self.nonce = auth.nonce()
+        self.hnonce = None
         self.authed = not self.pw
         info = {
-            "proto": 2,
+            "proto": 3,
             "id": auth.device_id(),
             "nonce": self.nonce,
             "auth": bool(self.pw),
+            "salt": self.salt,  # PBKDF2 salt and iterations: the host derives the key
+            "iter": self.iters,
             "signed": bool(self.sign_key),
             "version": cur.get("version", ""),
             "release": cur.get("release", 0),
@@ -185,19 +194,19 @@ class Session:
         }
         self.ch.reply("hello " + json.dumps(info))
 
+    def c_challenge(self, arg):
+        from uota import load
+
+        load("uota.seal").challenge(self, arg.strip())
+
     def c_auth(self, arg):
         if not self.pw:
             self.ch.reply("ok")
             return
-        if not self.nonce:
-            raise Refused("error: send hello first")
-        want = auth.hmac_hex(binascii.unhexlify(self.pw), self.nonce.encode())
-        if auth.same(arg.strip(), want):
-            self.authed = True
-            self._trusted()
-            self.ch.reply("ok")
-        else:
-            self.nonce = None  # one guess per nonce
+        from uota import load
+
+        if not load("uota.seal").login(self, arg.strip()):  # replies and seals on success
+            self.nonce = self.hnonce = None  # one guess per nonce
             from uota import throttle
 
             throttle.failed(self.ch.raw)  # and a growing pause per source: online guessing stays slow

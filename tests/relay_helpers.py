@@ -1,0 +1,202 @@
+"""Active attackers on loopback for the authentication tests: a relay that passes a real
+host's handshake through to a real board and then tampers with the session, and impostor
+"devices" that answer a host without knowing its key."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+
+HOLD = 2  # records a reordering relay holds back before sending them swapped
+
+
+def record_size(head: bytes) -> int:
+    """Bytes of the record whose 2-byte length header is `head` (the length travels in clear)."""
+    from uota_core.seal import TAG
+
+    n = int.from_bytes(head, "big")
+    return 2 + -(-n // 16) * 16 + TAG
+
+
+class Relay:
+    """A man in the middle on loopback, in front of the board's OTA port: it forwards the
+    host's handshake as is, then, once the board answered the host's `auth` with `ok`, does
+    `mode` to what follows: "inject" sends `inject` to the board as if from the host,
+    "reorder" swaps the host's first two records, "replay" sends the first one twice,
+    "drop" leaves it out, "read" only listens. It records all it saw."""
+
+    def __init__(self, target: tuple[str, int], mode: str, inject: bytes = b"") -> None:
+        self.target, self.mode, self.inject = target, mode, inject
+        self.to_board = bytearray()  # what the board got from the relay
+        self.to_host = bytearray()  # what the board sent, as the relay saw it
+        self.sealed = threading.Event()  # the board accepted the host's proof
+        self.board_closed = threading.Event()
+        self._held: list[bytes] = []
+        self._done = False
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.addr = self._server.getsockname()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._server.settimeout(10)
+        try:
+            host, _ = self._server.accept()
+        except OSError:
+            return
+        board = socket.create_connection(self.target, timeout=5)
+        host_in, lines = b"", b""
+        deadline = time.monotonic() + 60  # bounded: one session
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([host, board], [], [], 0.1)
+                for s in ready:
+                    try:
+                        data = s.recv(65536)
+                    except ConnectionResetError:
+                        data = b""  # a reset: the board closed with our bytes unread
+                    if s is board:
+                        if not data:
+                            self.board_closed.set()
+                            return
+                        self.to_host += data
+                        lines += data
+                        if not self.sealed.is_set() and b"\nauth " in b"\n" + bytes(self.to_board) \
+                                and lines.endswith(b"ok\n"):
+                            self.sealed.set()
+                            if self.mode == "inject":
+                                self._send(board, self.inject)
+                        host.sendall(data)
+                        continue
+                    if not data:
+                        return
+                    if not self.sealed.is_set() or self.mode in ("read", "inject"):
+                        self._send(board, data)
+                        continue
+                    host_in = self._tamper(board, host_in + data)
+        except OSError:
+            return
+        finally:
+            host.close()
+            board.close()
+
+    def _send(self, board: socket.socket, data: bytes) -> None:
+        self.to_board += data
+        board.sendall(data)
+
+    def _tamper(self, board: socket.socket, pending: bytes) -> bytes:
+        """Cut the host's stream into whole records and pass them on as `mode` says; the
+        bytes of an incomplete record are returned, to wait for the rest."""
+        while len(pending) >= 2 and len(pending) >= record_size(pending[:2]):
+            size = record_size(pending[:2])
+            rec, pending = pending[:size], pending[size:]
+            if self._done:
+                self._send(board, rec)
+            elif self.mode == "replay":
+                self._send(board, rec + rec)
+                self._done = True
+            elif self.mode == "drop":
+                self._done = True  # the first record never arrives
+            else:  # reorder
+                self._held.append(rec)
+                if len(self._held) == HOLD:
+                    self._send(board, b"".join(reversed(self._held)))
+                    self._done = True
+        return pending
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> "Relay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Impostor:
+    """A fake device on loopback that sends `greeting` first, answers each line as
+    `answer(line)` says (None: hang up) and records every byte a host sends it."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None], greeting: bytes = b"") -> None:
+        self.answer = answer
+        self.greeting = greeting
+        self.received = bytearray()
+        self.done = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.addr = self._server.getsockname()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._server.settimeout(10)
+        try:
+            conn, _ = self._server.accept()
+        except OSError:
+            self.done.set()
+            return
+        conn.settimeout(10)
+        buf = b""
+        try:
+            conn.sendall(self.greeting)
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += data
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    reply = self.answer(line)
+                    if reply is None:
+                        return
+                    conn.sendall(reply)
+        except OSError:
+            return
+        finally:
+            conn.close()
+            self.done.set()
+
+    def wait(self) -> bytes:
+        """Everything the host sent, once it hung up."""
+        self.done.wait(10)
+        return bytes(self.received)
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> "Impostor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fake_hello(proto: int = 3, auth: bool = True, iterations: int = 100_000) -> dict:
+    return {"proto": proto, "id": "0badc0de", "nonce": os.urandom(16).hex(), "auth": auth,
+            "salt": os.urandom(16).hex() if proto >= 3 else "", "iter": iterations if proto >= 3 else 0,
+            "signed": False, "version": "", "release": 0, "free": 100000}
+
+
+def ota_impostor(hello: dict) -> Callable[[bytes], bytes | None]:
+    """Answers like an OTA port that doesn't know the key: a made-up proof for any challenge."""
+
+    def answer(line: bytes) -> bytes | None:
+        if line == b"hello":
+            return b"hello " + json.dumps(hello).encode() + b"\n"
+        if line.startswith(b"challenge "):
+            return b"proof " + os.urandom(32).hex().encode() + b"\n"
+        if line.startswith(b"auth "):
+            return b"ok\n"  # whatever the host proves: "welcome"
+        return b"ok\n"  # and it accepts everything after that
+
+    return answer
+

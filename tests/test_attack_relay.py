@@ -1,0 +1,192 @@
+"""Attacks on the handshake itself (issue 11, breaks 3 and 9): a relay that passes a real
+host's handshake through and then injects, reorders, replays, drops or reads; impostor
+devices that can't prove the key; what a captured handshake gives an offline guesser.
+Authentication is mutual and every later byte travels in MAC'd, encrypted records
+(docs/protocol.md "Authentication", "Records")."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from attack_helpers import PASSWORD, TapProxy, flash_hashes, make_project, secured_board, wait_until
+from relay_helpers import Impostor, Relay, fake_hello, ota_impostor
+from uota_core.link import LinkError
+from uota_core.remoteio import RemoteIOClient
+from uota_core.session import AuthError, Session
+from uota_core.sim import VirtualBoard
+from uota_core.tcp import TcpLink
+
+pytestmark = pytest.mark.timeout(180)
+
+REPO = Path(__file__).resolve().parents[1]
+WIFI_PASSWORD = "wifi-Pa55-on-the-board"  # in config/ota.json on the board, as a real project has it
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("relay")
+    project = make_project(tmp / "proj", password=PASSWORD)
+    cfg = project / "config" / "ota.json"
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "ssid": "lab", "password": WIFI_PASSWORD}))
+    with secured_board(tmp / "board", project, name="relayboard") as b:
+        b.expect("boot marked healthy", timeout=20)
+        assert WIFI_PASSWORD.encode() in b.read_file("/config/ota.json")
+        yield b
+
+
+def wifi_forms() -> list[bytes]:
+    raw = WIFI_PASSWORD.encode()
+    return [raw, raw.hex().encode(), base64.b64encode(raw)]
+
+
+def relayed(board: VirtualBoard, mode: str, inject: bytes = b"") -> tuple[Relay, Session]:
+    relay = Relay((board.host, 2018), mode, inject)
+    s = Session(TcpLink(*relay.addr, timeout=5), PASSWORD)
+    s.open()
+    assert relay.sealed.is_set()  # the board accepted the real host's proof through the relay
+    return relay, s
+
+
+# (what the relay sends the board once the host is in, as if the host sent it)
+INJECTED = {
+    "plain-commands": b"rm app/app.py\nget config/ota.json\n",
+    "forged-record": b"\x00\x20" + bytes(32) + bytes(16) + b"rm app/app.py\nget config/ota.json\n",
+}
+
+
+@pytest.mark.parametrize("what", sorted(INJECTED))
+def test_a_relay_cannot_inject_commands_after_the_hosts_handshake(board: VirtualBoard, what: str) -> None:
+    # break 3: the relay waited for `uota version`'s handshake, then read the WiFi password
+    before = flash_hashes(board)
+    relay, s = relayed(board, "inject", INJECTED[what])
+    with relay, s:
+        with pytest.raises(LinkError):
+            s.version()  # the board ended the connection at the first byte that isn't a record
+        assert wait_until(relay.board_closed.is_set, 5, "the board to close the relayed connection")
+    for form in wifi_forms():
+        assert form not in relay.to_host, "the WiFi password went to the relay"
+    assert b"error" not in relay.to_host.split(b"ok\n", 1)[-1]  # no reply at all to the injection
+    assert flash_hashes(board) == before  # the injected rm did not run
+
+
+@pytest.mark.parametrize("mode", ["reorder", "replay", "drop"])
+def test_a_relay_cannot_reorder_replay_or_drop_the_hosts_records(board: VirtualBoard, mode: str) -> None:
+    before = flash_hashes(board)
+    relay, s = relayed(board, mode)
+    # two commands in two records; the relay tampers with the first one
+    first, second = (b"ping\n", b"version\n") if mode == "replay" else (b"rm app/app.py\n", b"ping\n")
+    with relay, s:
+        s.link.write(first)
+        s.link.flush()  # type: ignore[attr-defined]
+        s.link.write(second)
+        replies = []
+        with pytest.raises(LinkError):
+            while True:
+                replies.append(s._reply(timeout=5))
+        assert wait_until(relay.board_closed.is_set, 5, "the board to close the relayed connection")
+    if mode == "replay":
+        # the original ping ran (its pong may be cut off by the reset); its copy and
+        # everything after it did not
+        assert replies in ([], ["pong"]), replies
+    else:
+        assert replies == [], replies  # the first record the board got was out of place
+    assert flash_hashes(board) == before  # the rm never ran
+
+
+def test_a_relay_reads_nothing_of_a_session(board: VirtualBoard) -> None:
+    relay, s = relayed(board, "read")
+    with relay, s:
+        assert WIFI_PASSWORD.encode() in s.get("config/ota.json")  # the host reads it fine...
+        assert s.get("main.py")
+    for form in wifi_forms():  # ...the relay in between does not
+        assert form not in relay.to_host and form not in relay.to_board
+    assert b"get config/ota.json" not in relay.to_board  # nor which file was asked for
+
+
+def test_an_impostor_that_cannot_prove_the_key_gets_nothing() -> None:
+    with Impostor(ota_impostor(fake_hello())) as fake:
+        with Session(TcpLink(*fake.addr), PASSWORD) as s, pytest.raises(AuthError, match="impostor or a relay"):
+            s.open()
+        sent = fake.wait()
+    # the host asked and checked; it sent no proof, no command, no file
+    assert re.fullmatch(rb"hello\nchallenge [0-9a-f]{32}\n", sent), sent
+
+
+@pytest.mark.parametrize("hello,message", [
+    (fake_hello(auth=False), "asks for no OTA password"),  # pretends to have no password
+    (fake_hello(proto=2), "older uota stack"),  # an older stack's crackable handshake
+    (fake_hello(iterations=1000), "PBKDF2 iterations"),  # a cheap key to attack offline
+], ids=["no-password", "protocol-2", "few-iterations"])
+def test_a_device_that_asks_for_less_gets_nothing(hello: dict, message: str) -> None:
+    with Impostor(ota_impostor(hello)) as fake:
+        with Session(TcpLink(*fake.addr), PASSWORD) as s, pytest.raises(AuthError, match=message) as e:
+            s.open()
+        sent = fake.wait()
+    assert sent == b"hello\n", sent
+    if hello["proto"] < 3 or not hello["auth"]:
+        assert "re-run `uota bootstrap`" in str(e.value)
+
+
+def test_a_remoteio_impostor_gets_no_proof() -> None:
+    sent: list[dict] = []
+
+    def answer(line: bytes) -> bytes | None:
+        sent.append(json.loads(line))
+        return json.dumps({"proof": "00" * 32}).encode() + b"\n" if "challenge" in sent[-1] else b""
+
+    greeting = json.dumps({"hello": fake_hello()}).encode() + b"\n"  # the device speaks first
+    with Impostor(answer, greeting) as fake:
+        with pytest.raises(AuthError, match="impostor or a relay"):
+            RemoteIOClient(link=TcpLink(*fake.addr), password=PASSWORD)
+        fake.wait()
+    assert [list(f) for f in sent] == [["challenge"]], sent  # no proof of the host's, no call
+
+
+def test_a_captured_handshake_costs_a_pbkdf2_per_guess(board: VirtualBoard) -> None:
+    # break 9: from a sniffed push, nonce + response gave an offline check at ~259,000
+    # guesses/s. Now every keyed value on the wire is keyed with PBKDF2(password, salt, >=
+    # 100,000 iterations), and neither the wire nor the board holds SHA256(password)
+    from uota_core.auth import MIN_ITERATIONS, derive_key
+    from uota_core.seal import proof
+
+    with TapProxy((board.host, 2018)) as tap:
+        with Session(TcpLink(*tap.addr), PASSWORD) as s:
+            s.open()
+            s.version()
+        to_board, to_host = bytes(tap.to_server), bytes(tap.to_client)
+    hello = json.loads(to_host.split(b"\n", 1)[0][6:])
+    assert re.fullmatch("[0-9a-f]{32}", hello["salt"]) and hello["iter"] >= MIN_ITERATIONS >= 100_000
+    host_nonce = re.search(rb"challenge ([0-9a-f]{32})\n", to_board)[1].decode()  # type: ignore[index]
+    dev_proof = re.search(rb"proof ([0-9a-f]{64})\n", to_host)[1].decode()  # type: ignore[index]
+    host_proof = re.search(rb"auth ([0-9a-f]{64})\n", to_board)[1].decode()  # type: ignore[index]
+    key = derive_key(PASSWORD, hello["salt"], hello["iter"])
+    assert dev_proof == proof(key, "dev", hello["id"], hello["nonce"], host_nonce)
+    assert host_proof == proof(key, "host", hello["id"], hello["nonce"], host_nonce)
+    weak = hashlib.sha256(PASSWORD.encode()).digest()
+    for nonce in (hello["nonce"], host_nonce):  # the old response, under either nonce
+        old = hmac.new(weak, nonce.encode(), hashlib.sha256).hexdigest().encode()
+        assert old not in to_board + to_host
+    stored = json.loads(board.read_file("/config/.ota.secrets.json"))
+    assert stored["otaKey"] == key.hex() and "otaPassword" not in stored
+    assert weak.hex() not in json.dumps(stored) and PASSWORD not in json.dumps(stored)
+    # the board never runs PBKDF2: the host derives the key and provisions it
+    device_code = "\n".join(p.read_text() for p in (REPO / "device").rglob("*.py"))
+    assert not re.search(r"pbkdf2\w*\(", device_code, re.I)
+
+
+def test_a_wrong_password_is_refused_before_the_host_proves_anything(board: VirtualBoard) -> None:
+    with TapProxy((board.host, 2018)) as tap:
+        with Session(TcpLink(*tap.addr), "not-the-password") as s, \
+                pytest.raises(AuthError, match="wrong OTA password"):
+            s.open()
+    assert b"challenge " in tap.to_server and b"auth " not in tap.to_server
+    with Session(TcpLink(board.host, 2018), PASSWORD) as s:  # and the right one still works
+        s.open()
+        assert s.ping()

@@ -1,0 +1,176 @@
+"""The mutual proof, the session keys and the record layer of an authenticated connection:
+the host side of device/lib/uota/seal.py (docs/protocol.md "Authentication", "Records").
+
+After `auth` succeeds every byte in both directions travels in records
+
+    len (2 bytes, big-endian, 1..1024) | AES-256-CBC ciphertext (zero-padded) | tag (16 bytes)
+
+with iv = AES-256-ECB(enc key, 8 zero bytes | seq) and tag = HMAC-SHA256(mac key,
+seq | len | ciphertext)[:16], seq counting one direction's records from 0 (never sent).
+`SealedLink` wraps the transport's Link, so the Session above it is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from uota_core.link import Link, LinkError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher
+
+PROTO = 3
+MAX_RECORD = 1024  # plaintext bytes per record: the device's buffers are this big
+TAG = 16
+
+
+class RecordError(LinkError):
+    """A record failed its tag: forged, replayed, reordered or damaged on the way."""
+
+
+def proof(key: bytes, who: str, device_id: str, device_nonce: str, host_nonce: str) -> str:
+    """hex HMAC(key, label): `who` is "dev" or "host", so neither proof serves as the other."""
+    msg = f"uota-proof-{PROTO} {who}\n{device_id}\n{device_nonce}\n{host_nonce}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes, n: int) -> bytes:
+    """RFC 5869 HKDF-SHA256."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    out, t, i = b"", b"", 1
+    while len(out) < n:
+        t = hmac.new(prk, t + info + bytes((i,)), hashlib.sha256).digest()
+        out += t
+        i += 1
+    return out[:n]
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    h2d_enc: bytes
+    h2d_mac: bytes
+    d2h_enc: bytes
+    d2h_mac: bytes
+
+    @classmethod
+    def derive(cls, key: bytes, device_id: str, device_nonce: str, host_nonce: str) -> "SessionKeys":
+        k = hkdf(key, (device_nonce + host_nonce).encode(), f"uota-session-{PROTO} {device_id}".encode(), 128)
+        return cls(k[:32], k[32:64], k[64:96], k[96:])
+
+
+class _Direction:
+    def __init__(self, enc: bytes, mac: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # only sessions with a key
+
+        self._cipher = lambda iv: Cipher(algorithms.AES(enc), modes.CBC(iv))
+        self.enc = enc
+        self.mac = mac
+        self.ecb = Cipher(algorithms.AES(enc), modes.ECB()).encryptor()
+        self.seq = 0
+
+    def next(self) -> tuple[bytes, Cipher[Any]]:
+        seq = self.seq.to_bytes(8, "big")
+        self.seq += 1
+        iv = self.ecb.update(bytes(8) + seq)
+        return seq, self._cipher(iv)
+
+    def tag(self, seq: bytes, head: bytes, body: bytes) -> bytes:
+        return hmac.new(self.mac, seq + head + body, hashlib.sha256).digest()[:TAG]
+
+
+def seal(out: _Direction, data: bytes) -> bytes:
+    """`data` (at most MAX_RECORD bytes) as one record."""
+    n = len(data)
+    padded = data + bytes(-n % 16)
+    seq, cipher = out.next()
+    head = n.to_bytes(2, "big")
+    body = cipher.encryptor().update(padded)
+    return head + body + out.tag(seq, head, body)
+
+
+class SealedLink(Link):
+    """A Link whose bytes travel in records over `inner`. Writes are gathered into full
+    records and sent before the next read (or close), so a file header and its body
+    share records."""
+
+    def __init__(self, inner: Link, keys: SessionKeys) -> None:
+        self.inner = inner
+        self.tx = _Direction(keys.h2d_enc, keys.h2d_mac)
+        self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
+        self._out = bytearray()
+        self._in = bytearray()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # the transport's own attributes (port, counters)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]
+        return self.inner.timeout
+
+    @property
+    def slow(self) -> bool:  # type: ignore[override]
+        return self.inner.slow
+
+    def write(self, data: bytes) -> None:
+        self._out += data
+        while len(self._out) >= MAX_RECORD:
+            self.inner.write(seal(self.tx, bytes(self._out[:MAX_RECORD])))
+            del self._out[:MAX_RECORD]
+
+    def flush(self) -> None:
+        if self._out:
+            self.inner.write(seal(self.tx, bytes(self._out)))
+            self._out.clear()
+
+    def _record(self, deadline: float) -> None:
+        head = self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
+        n = int.from_bytes(head, "big")
+        if not 0 < n <= MAX_RECORD:
+            raise RecordError(f"{self.name} sent something that is not a record (length {n})")
+        c = -(-n // 16) * 16
+        rest = self.inner.read_exact(c + TAG, max(0.0, deadline - time.monotonic()))
+        body, tag = rest[:c], rest[c:]
+        seq, cipher = self.rx.next()
+        if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
+            raise RecordError(f"a record from {self.name} failed its authentication tag: forged, replayed or "
+                              "reordered on the way (a relay?), or damaged; the connection is closed")
+        self._in += cipher.decryptor().update(body)[:n]
+
+    def _deadline(self, timeout: float | None) -> float:
+        self.flush()
+        return time.monotonic() + (self.inner.timeout if timeout is None else timeout)
+
+    def read_exact(self, n: int, timeout: float | None = None) -> bytes:
+        deadline = self._deadline(timeout)
+        while len(self._in) < n:
+            self._record(deadline)
+        data = bytes(self._in[:n])
+        del self._in[:n]
+        return data
+
+    def readline(self, timeout: float | None = None) -> bytes:
+        deadline = self._deadline(timeout)
+        start = 0
+        while True:
+            i = self._in.find(b"\n", start)
+            if i >= 0:
+                line = bytes(self._in[: i + 1])
+                del self._in[: i + 1]
+                return line
+            start = len(self._in)
+            self._record(deadline)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except (LinkError, OSError):
+            pass  # closing anyway
+        finally:
+            self.inner.close()
