@@ -28,6 +28,8 @@ def ota_guess(host: str, i: int) -> str:
     with TcpLink(host, 2018, timeout=30) as link:
         link.write(b"hello\n")
         assert link.readline().startswith(b"hello ")
+        link.write(f"challenge {i:032x}\n".encode())  # protocol 3: a guess follows the device's proof
+        assert link.readline().startswith(b"proof ")
         link.write(f"auth {i:064x}\n".encode())
         return link.readline().decode().strip()
 
@@ -35,6 +37,8 @@ def ota_guess(host: str, i: int) -> str:
 def remoteio_guess(host: str, i: int) -> dict[str, object]:
     with TcpLink(host, 2019, timeout=30) as link:
         assert json.loads(link.readline())["hello"]["auth"] is True
+        link.write(json.dumps({"challenge": f"{i:032x}"}).encode() + b"\n")
+        assert "proof" in json.loads(link.readline())
         link.write(json.dumps({"auth": f"{i:064x}"}).encode() + b"\n")
         return json.loads(link.readline())
 
