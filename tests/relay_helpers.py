@@ -73,6 +73,8 @@ class Relay:
                             if self.mode == "inject":
                                 self._send(board, self.inject)
                         host.sendall(data)
+                        if self.mode == "inject" and self.sealed.is_set():
+                            time.sleep(0.5)  # EXPERIMENT
                         continue
                     if not data:
                         return
@@ -88,7 +90,14 @@ class Relay:
 
     def _send(self, board: socket.socket, data: bytes) -> None:
         self.to_board += data
-        board.sendall(data)
+        try:
+            board.sendall(data)
+        except (ConnectionResetError, BrokenPipeError):
+            # the board closed with bytes unread (a reset) before these could go: when the
+            # host's next record and that reset reach the relay in the same round, the send
+            # is where the relay learns it
+            self.board_closed.set()
+            raise
 
     def _tamper(self, board: socket.socket, pending: bytes) -> bytes:
         """Cut the host's stream into whole records and pass them on as `mode` says; the
