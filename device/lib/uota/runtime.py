@@ -57,7 +57,7 @@ def _intern_session_names():
     """Load what a session may load, once, before the app starts, and drop it again: the
     names its code uses stay interned (as after a first session). A module loaded later
     that interns new names can need a new qstr pool, twice the size of the last (640
-    names: about 4 KB on an ESP32, 7.7 KB here) and in one block: a heap an app has
+    names: about 4 KB on an ESP32, 7.7 KB on the 64-bit virtual board) in one block: a heap an app has
     fragmented (printing flat out) often has none, and the session failed with
     MemoryError. Costs 18 ms and 9.5 KB of heap at boot (.mpy stack, virtual board)."""
     for name in _WARM:
@@ -65,8 +65,8 @@ def _intern_session_names():
             try:
                 __import__("uota." + name)
                 break
-            except MemoryError:  # a source stack compiles: make room, else it waits for a session
-                unload(_WARM)
+            except Exception:  # never stop the boot: a source stack compiling (MemoryError)
+                unload(_WARM)  # retries with room; anything else shows when a session loads it
                 gc.collect()
     unload(_WARM)
     gc.collect()
