@@ -57,9 +57,9 @@ def _intern_session_names():
     """Load what a session may load, once, before the app starts, and drop it again: the
     names its code uses stay interned (as after a first session). A module loaded later
     that interns new names can need a new qstr pool, twice the size of the last (640
-    names: about 4 KB on an ESP32, 7.7 KB on the 64-bit virtual board) in one block: a heap an app has
-    fragmented (printing flat out) often has none, and the session failed with
-    MemoryError. Costs 18 ms and 9.5 KB of heap at boot (.mpy stack, virtual board)."""
+    names: about 4 KB on an ESP32, 7.7 KB on the 64-bit virtual board) in one block: a
+    heap an app has fragmented (printing flat out) often has none, and the session failed
+    with MemoryError. Costs 18 ms and 9.5 KB of heap at boot (.mpy stack, virtual board)."""
     for name in _WARM:
         for _ in range(2):
             try:
