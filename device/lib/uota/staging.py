@@ -31,9 +31,6 @@ class Commands:
         # the whole transfer, can fail on a heap an app keeps churning
         from uota import load
 
-        # the manifest code first: from source it needs the most room to compile (28 KB on
-        # the 64-bit virtual board against commit's 20), so it goes before commit is resident
-        load("uota.pending")
         self.commit = load("uota.commit")
         # a dropped earlier session leaves its staged files: they are reused (resume)
         self._reset()
