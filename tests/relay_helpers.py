@@ -73,8 +73,6 @@ class Relay:
                             if self.mode == "inject":
                                 self._send(board, self.inject)
                         host.sendall(data)
-                        if self.mode == "inject" and self.sealed.is_set():
-                            time.sleep(0.5)  # EXPERIMENT
                         continue
                     if not data:
                         return
