@@ -14,12 +14,14 @@
 # a bytecode jump or out of an interruptible wait, lock waits included. So the
 # main thread's enter() is written to hold G whenever it returns or raises,
 # and the code between releasing and taking G has no jumps.
+import io
 import os
 import time as _time
 import select as _select
 import _thread as _th
 import micropython as _upy
 import simio
+import simrepl
 
 _G = _th.allocate_lock()  # the GIL
 _M = _th.allocate_lock()  # guards _n between non-main threads
@@ -34,6 +36,7 @@ MAIN = _ident()
 _own = [0]  # ident of the thread holding G
 _n = [0]  # non-main threads waiting for G
 _want = [0]  # the main thread waits on _T for a hand-over
+_mw = [0]  # the main thread waits for G
 _ticker = []
 with open("/proc/self/stat") as _f:  # read before the flash hides host paths
     _PID = _f.read().split()[0]
@@ -42,8 +45,10 @@ _system = os.system
 
 def _acq_main():
     if _own[0] != MAIN:
+        _mw[0] = 1
         _G.acquire()
         _own[0] = MAIN
+        _mw[0] = 0
 
 
 def _enter_main():
@@ -108,6 +113,28 @@ def _handoff():
         enter()
 
 
+def _pass_on():
+    # another thread: no interrupt reaches it, so it may simply sleep until a
+    # waiter took G (bounded: the waiter may have been descheduled)
+    exit()
+    try:
+        for _ in range(40):
+            _time.sleep_us(50)
+            if _own[0]:
+                break
+    finally:
+        enter()
+
+
+def yield_():
+    # a print: hand G to a thread that waits for it, as the port's GIL would soon
+    if _ident() == MAIN:
+        if _n[0] and not C.locked():
+            _handoff()
+    elif _mw[0] or _n[0]:
+        _pass_on()
+
+
 def _noop():
     pass
 
@@ -121,9 +148,10 @@ def _resignal():
 
 
 def _tick(_):
-    # scheduled on the main thread, between two bytecodes
+    # Scheduled on the main thread, between two bytecodes: maybe of this module,
+    # in a wait for G, so check that G is ours.
     try:
-        _YIELD[_n[0] > 0 and not C.locked()]()
+        _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
     except KeyboardInterrupt:
         _resignal()
     except Exception:
@@ -238,12 +266,13 @@ class _Poll:
         return blocking(self._p.ipoll, *a)
 
 
-class Stream:
-    # A C stream whose reads and writes wait with G released; the main thread's
-    # writes also hand G over when a thread waits (print is a yield point).
+class Stream(io.IOBase):  # IOBase: select.poll takes it through ioctl()
+    # A C stream whose reads and writes wait with G released; a write also
+    # hands G over when a thread waits (print is a yield point).
     def __init__(self, s):
         self._s = s
-        self.buffer = self
+        b = getattr(s, "buffer", None)
+        self.buffer = self if b is None else Stream(b)
 
     def read(self, *a):
         return blocking(self._s.read, *a)
@@ -256,8 +285,7 @@ class Stream:
 
     def write(self, b):
         r = blocking(self._s.write, b)
-        if _n[0] and _ident() == MAIN and not C.locked():
-            _handoff()
+        yield_()
         return r
 
     def fileno(self):
@@ -277,6 +305,33 @@ class Stream:
         pass
 
 
+class _Builtins:
+    # `builtins` for device code. Setting an attribute of the VM's builtins
+    # overrides the name for lookups, but reading it back gives the C function:
+    # code that wraps print (`_orig = builtins.print`) would then write to fd 1
+    # itself, past the UART emulation and without releasing G. Reads here give
+    # what was set.
+    _set = {}
+
+    def __getattr__(self, k):
+        v = self._set.get(k, _builtins)
+        return getattr(_builtins_mod, k) if v is _builtins else v
+
+    def __setattr__(self, k, v):
+        setattr(_builtins_mod, k, v)
+        self._set[k] = v
+
+    def __delattr__(self, k):
+        delattr(_builtins_mod, k)
+        self._set.pop(k, None)
+
+    def __repr__(self):
+        return "<module 'builtins'>"
+
+
+_builtins = object()  # a marker: not set here
+
+
 def _module(name, src, override):
     # A copy of module `src` with some functions replaced (C modules are read-only).
     class M:
@@ -294,6 +349,12 @@ def _module(name, src, override):
 
 def install(mods):
     """Put the GIL-aware modules in place; called once by firmware.py."""
+    import builtins
+
+    global _builtins_mod
+    _builtins_mod = builtins
+    _Builtins._set.update(print=simio.print, input=simrepl.simreadline.input)
+    mods["builtins"] = _Builtins()
     t = mods.get("time") or _time
     mods["time"] = mods["utime"] = _module("time", t, {
         "sleep": released(t.sleep), "sleep_ms": released(t.sleep_ms), "sleep_us": released(t.sleep_us)})
