@@ -332,7 +332,7 @@ class _Builtins:
 _builtins = object()  # a marker: not set here
 
 
-def _module(name, src, override):
+def copy_module(name, src, override):
     # A copy of module `src` with some functions replaced (C modules are read-only).
     class M:
         pass
@@ -356,13 +356,13 @@ def install(mods):
     _Builtins._set.update(print=simio.print, input=simrepl.simreadline.input)
     mods["builtins"] = _Builtins()
     t = mods.get("time") or _time
-    mods["time"] = mods["utime"] = _module("time", t, {
+    mods["time"] = mods["utime"] = copy_module("time", t, {
         "sleep": released(t.sleep), "sleep_ms": released(t.sleep_ms), "sleep_us": released(t.sleep_us)})
     mods["_thread"] = _Thread()
     sel = {"poll": _Poll}
     if hasattr(_select, "select"):
         sel["select"] = released(_select.select)
-    mods["select"] = mods["uselect"] = _module("select", _select, sel)
+    mods["select"] = mods["uselect"] = copy_module("select", _select, sel)
     simio._in = Stream(simio._in)
     simio._out = Stream(simio._out)
     s = mods["sys"]
