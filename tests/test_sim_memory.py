@@ -36,6 +36,7 @@ class Sensor{k}:
     def report(self):
         n = len(self.history)
         return {{"sensor": {k}, "n": n, "mean": sum(self.history) / n if n else 0}}
+    # ----------------------------------------------------------------------
 '''
 
 

@@ -159,3 +159,4 @@ def test_unhandled_exception_in_a_thread_is_printed_on_the_console(fast_board: V
         "print('main alive')\n"))
     assert b"Unhandled exception in thread started by <function boom" in out, out
     assert b"ValueError: thread boom" in out and b"main alive" in out, out
+

@@ -143,19 +143,30 @@ _YIELD = (_noop, _handoff)
 
 
 def _resignal():
-    # An interrupt raised in a scheduled callback would be printed and lost.
-    _system("kill -INT " + _PID)
+    # An interrupt raised in a scheduled callback would be printed and lost: send
+    # SIGINT again, to be raised in the code the callback interrupted. Shortly
+    # after: system() ignores SIGINT until its command is done.
+    _system("(sleep 0.005; kill -INT " + _PID + ") &")
+
+
+def _tick_body():
+    try:
+        _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
+    except KeyboardInterrupt:
+        return 1
+    except Exception:
+        pass
+    return 0
+
+
+_AFTER_TICK = (_noop, _resignal)
 
 
 def _tick(_):
     # Scheduled on the main thread, between two bytecodes: maybe of this module,
-    # in a wait for G, so check that G is ours.
-    try:
-        _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
-    except KeyboardInterrupt:
-        _resignal()
-    except Exception:
-        pass
+    # in a wait for G, so check that G is ours. The signal is sent last: no jump
+    # (where it would be raised, inside the callback) follows it.
+    _AFTER_TICK[_tick_body()]()
 
 
 def _tick_loop(sleep_ms, schedule, n, tick):
@@ -314,8 +325,8 @@ class _Builtins:
     _set = {}
 
     def __getattr__(self, k):
-        v = self._set.get(k, _builtins)
-        return getattr(_builtins_mod, k) if v is _builtins else v
+        v = self._set.get(k, _UNSET)
+        return getattr(_builtins_mod, k) if v is _UNSET else v
 
     def __setattr__(self, k, v):
         setattr(_builtins_mod, k, v)
@@ -329,7 +340,7 @@ class _Builtins:
         return "<module 'builtins'>"
 
 
-_builtins = object()  # a marker: not set here
+_UNSET = object()
 
 
 def copy_module(name, src, override):
