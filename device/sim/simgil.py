@@ -43,6 +43,10 @@ with open("/proc/self/stat") as _f:  # read before the flash hides host paths
 _system = os.system
 
 
+def _noop():
+    pass
+
+
 def _acq_main():
     if _own[0] != MAIN:
         _mw[0] = 1
@@ -84,9 +88,18 @@ def enter():
     _ENTER[_ident() == MAIN]()
 
 
-def exit():
+def _release():
     _own[0] = 0
     _G.release()
+
+
+_EXIT = (_noop, _release)
+
+
+def exit():
+    # only a holder releases: a thread that lost G to an interrupt must not
+    # release it under the thread that holds it
+    _EXIT[_own[0] == _ident()]()
 
 
 def blocking(f, *a):
@@ -135,10 +148,6 @@ def yield_():
         _pass_on()
 
 
-def _noop():
-    pass
-
-
 _YIELD = (_noop, _handoff)
 
 
@@ -149,10 +158,18 @@ def _resignal():
     _system("(sleep 0.005; kill -INT " + _PID + ") &")
 
 
+_hold = [0]  # ticks_ms until which ticks don't hand over (an interrupt is owed)
+
+
 def _tick_body():
     try:
+        if _time.ticks_diff(_hold[0], _time.ticks_ms()) > 0:
+            return 0
         _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
     except KeyboardInterrupt:
+        # Its wait ended by a Ctrl-C: no more waits in callbacks for a while, so the
+        # SIGINT sent again is raised in the interrupted code, not in another wait.
+        _hold[0] = _time.ticks_add(_time.ticks_ms(), 200)
         return 1
     except Exception:
         pass
