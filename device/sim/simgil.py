@@ -193,7 +193,7 @@ def _tick_loop(sleep_ms, schedule, n, tick):
         if n[0]:
             try:
                 schedule(tick, None)
-            except RuntimeError:  # the schedule queue is full
+            except Exception:  # the queue is full, or the heap locked (heal_heap)
                 pass
 
 
