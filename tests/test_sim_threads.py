@@ -10,7 +10,7 @@ import re
 import pytest
 
 from attack_helpers import wait_until
-from serial_helpers import enter_raw, open_port, raw_exec
+from serial_helpers import enter_raw, open_port, raw_exec, read_until
 from uota_core.sim import VirtualBoard
 
 MODULES = 6
@@ -160,3 +160,48 @@ def test_unhandled_exception_in_a_thread_is_printed_on_the_console(fast_board: V
     assert b"Unhandled exception in thread started by <function boom" in out, out
     assert b"ValueError: thread boom" in out and b"main alive" in out, out
 
+
+# The main thread computes flat out while another thread computes and prints: Ctrl-Cs often
+# land while the main thread hands the GIL over in a tick (a scheduled callback, where a
+# KeyboardInterrupt would be printed and dropped); the supervisor then sends it again.
+BUSY_PAIR = (
+    "import _thread\n"
+    "run = [1]\n"
+    "def t(run):\n"
+    "    n = 0\n"
+    "    while run:\n"
+    "        n += 1\n"
+    "        if n % 20000 == 0:\n"
+    "            print('t', n)\n"
+    "x = 0\n"
+    "try:  # the thread stops wherever the Ctrl-C lands\n"
+    "    _thread.start_new_thread(t, (run,))\n"
+    "    print('busy')\n"
+    "    while True:\n"
+    "        x += 1\n"
+    "finally:\n"
+    "    run.clear()\n"
+)
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_reaches_a_busy_main_thread_during_gil_hand_overs(fast_board: VirtualBoard) -> None:
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    for i in range(10):
+        port.write(BUSY_PAIR.encode() + b"\x04")
+        read_until(port, b"busy", timeout=10)
+        for _ in range(3):
+            port.write(b"\x03")
+            try:
+                read_until(port, b"KeyboardInterrupt: \r\n", timeout=2.0)
+                break
+            except AssertionError:
+                pass
+        else:
+            pytest.fail(f"round {i}: 3 Ctrl-Cs never stopped the program: {fast_board.console[-600:]}")
+        read_until(port, b">", timeout=10)  # the raw REPL's prompt (thread output may come first)
+    assert fast_board.panics == []
+    # one KeyboardInterrupt a round: none printed and dropped by a callback
+    since_raw = fast_board.console.split("raw REPL")[-1]
+    assert since_raw.count("KeyboardInterrupt") == 10, since_raw[-1500:]

@@ -15,7 +15,6 @@
 # main thread's enter() is written to hold G whenever it returns or raises,
 # and the code between releasing and taking G has no jumps.
 import io
-import os
 import time as _time
 import select as _select
 import _thread as _th
@@ -38,9 +37,6 @@ _n = [0]  # non-main threads waiting for G
 _want = [0]  # the main thread waits on _T for a hand-over
 _mw = [0]  # the main thread waits for G
 _ticker = []
-with open("/proc/self/stat") as _f:  # read before the flash hides host paths
-    _PID = _f.read().split()[0]
-_system = os.system
 
 
 def _noop():
@@ -151,46 +147,37 @@ def yield_():
 _YIELD = (_noop, _handoff)
 
 
-def _resignal():
-    # An interrupt raised in a scheduled callback would be printed and lost: send
-    # SIGINT again, to be raised in the code the callback interrupted. Shortly
-    # after: system() ignores SIGINT until its command is done.
-    _system("(sleep 0.005; kill -INT " + _PID + ") &")
-
-
-_hold = [0]  # ticks_ms until which ticks don't hand over (an interrupt is owed)
-
-
-def _tick_body():
-    try:
-        if _time.ticks_diff(_hold[0], _time.ticks_ms()) > 0:
-            return 0
-        _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
-    except KeyboardInterrupt:
-        # Its wait ended by a Ctrl-C: no more waits in callbacks for a while, so the
-        # SIGINT sent again is raised in the interrupted code, not in another wait.
-        _hold[0] = _time.ticks_add(_time.ticks_ms(), 200)
-        return 1
-    except Exception:
-        pass
-    return 0
-
-
-_AFTER_TICK = (_noop, _resignal)
+_owe = [0]  # a Ctrl-C was caught in a tick: the ticker has it sent again
 
 
 def _tick(_):
     # Scheduled on the main thread, between two bytecodes: maybe of this module,
-    # in a wait for G, so check that G is ours. The signal is sent last: no jump
-    # (where it would be raised, inside the callback) follows it.
-    _AFTER_TICK[_tick_body()]()
+    # in a wait for G, so check that G is ours.
+    try:
+        _YIELD[_own[0] == MAIN and _n[0] > 0 and not C.locked()]()
+    except KeyboardInterrupt:
+        # Raised here it would be printed and lost. The ticker thread asks the
+        # supervisor for the SIGINT again, once this callback has returned.
+        _owe[0] = 1
+    except Exception:
+        pass
 
 
-def _tick_loop(sleep_ms, schedule, n, tick):
-    # Runs without G: touches nothing shared but n (read only).
+def _tick_loop(sleep_ms, schedule, n, tick, owe, err):
+    # Runs without G: touches nothing shared but n and owe.
     while True:
         sleep_ms(10)
-        if n[0]:
+        if owe[0]:
+            owe[0] = 0
+            try:
+                # to the main thread (tgkill: a kill of the process could land in a
+                # thread being started and crash the VM)
+                err.write(b"\x1eUOTA sigint\n")
+            except Exception:
+                pass
+            # no tick meanwhile, so the SIGINT lands in the interrupted code
+            sleep_ms(200)
+        elif n[0]:
             try:
                 schedule(tick, None)
             except Exception:  # the queue is full, or the heap locked (heal_heap)
@@ -267,7 +254,8 @@ class _Thread:
     @staticmethod
     def start_new_thread(f, args, kw=None):
         if not _ticker:
-            _ticker.append(_th.start_new_thread(_tick_loop, (_time.sleep_ms, _upy.schedule, _n, _tick)))
+            a = (_time.sleep_ms, _upy.schedule, _n, _tick, _owe, simio._err)
+            _ticker.append(_th.start_new_thread(_tick_loop, a))
         return _th.start_new_thread(_boot, (f, args, kw or {}))
 
     def __repr__(self):
