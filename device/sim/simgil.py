@@ -10,10 +10,12 @@
 # thread waits, and the callback hands G over. Other threads switch only at
 # blocking calls: see docs/virtual-board.md for what that leaves different.
 #
-# A KeyboardInterrupt (SIGINT from the supervisor) reaches the main thread at
-# a bytecode jump or out of an interruptible wait, lock waits included. So the
-# main thread's enter() is written to hold G whenever it returns or raises,
-# and the code between releasing and taking G has no jumps.
+# A KeyboardInterrupt (SIGINT from the supervisor, to the main thread only) is
+# raised by the unix port's signal handler itself: at a bytecode jump, out of
+# any wait (lock waits included), even inside a C call. So the main thread's
+# enter() is written to hold G whenever it returns or raises, and the code
+# between releasing and taking G has no jumps; a window of a few bytecodes
+# (G got, the owner not yet recorded) remains.
 import io
 import time as _time
 import select as _select
