@@ -7,6 +7,8 @@
 import os
 import sys
 import vfs
+import simgil  # first: the main thread holds the GIL from here on
+import simheap
 import simio
 import simrepl
 import simmachine
@@ -82,6 +84,8 @@ builtins.print = simio.print
 builtins.__repl_print__ = simio.repl_print
 builtins.input = simrepl.simreadline.input
 del builtins, _n, _m, Flash, _mount
+simgil.install(sys.modules)
+simheap.install(sys.modules)
 
 # This module's globals become __main__'s, as on a board; never returns.
 simrepl.start(globals(), _raw)

@@ -5,9 +5,9 @@
 import os
 import struct
 import time
-import _thread
 import machine as _m
 import simio
+import simgil
 
 # Keep what the unix port has (Signal, PinBase, idle, time_pulse_us, ...).
 for _k in dir(_m):
@@ -25,7 +25,7 @@ _freq = [160000000]
 
 # Opened before the flash is mounted at / (host paths vanish then).
 _gpio = open(os.getenv("UOTA_SIM_GPIO"), "r+b")
-_lock = _thread.allocate_lock()
+_lock = simgil.C  # C code on a board: no thread switch inside
 _b4 = bytearray(4)
 
 
@@ -66,13 +66,17 @@ def freq(hz=None):
 
 
 def lightsleep(ms=None):
-    time.sleep_ms(ms if ms is not None else 1 << 30)
+    simgil.blocking(time.sleep_ms, ms if ms is not None else 1 << 30)
+
+
+def idle():
+    simgil.blocking(_m.idle)
 
 
 def deepsleep(ms=None):
     # Wakes through a reset; the contract only knows hard resets.
     if ms:
-        time.sleep_ms(ms)
+        simgil.blocking(time.sleep_ms, ms)
     reset()
 
 

@@ -7,6 +7,7 @@ import io
 import errno
 import select
 import socket as _s
+from simgil import blocking as _wait  # socket waits release the GIL
 
 for _k in dir(_s):
     if _k[0] in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
@@ -92,7 +93,7 @@ class socket(io.IOBase):
 
     def accept(self):
         try:
-            c, a = self._s.accept()
+            c, a = _wait(self._s.accept)
         except OSError as e:
             raise _timeout(e, self._t)
         # lwIP's send buffer (TCP_SND_BUF, 5744 bytes; Linux doubles the value set), not
@@ -104,7 +105,7 @@ class socket(io.IOBase):
         if not self._bound:
             self.bind((_ADDR, 0))
         try:
-            self._s.connect(_raw(addr))
+            _wait(self._s.connect, _raw(addr))
         except OSError as e:
             raise _timeout(e, self._t)
 
@@ -121,56 +122,56 @@ class socket(io.IOBase):
 
     def recv(self, n, flags=0):
         try:
-            return self._s.recv(n, flags)
+            return _wait(self._s.recv, n, flags)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def recvfrom(self, n):
         try:
-            d, a = self._s.recvfrom(n)
+            d, a = _wait(self._s.recvfrom, n)
         except OSError as e:
             raise _timeout(e, self._t)
         return d, _tup(a)
 
     def send(self, b):
         try:
-            return self._s.send(b)
+            return _wait(self._s.send, b)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def sendall(self, b):
         try:
-            self._s.sendall(b)
+            _wait(self._s.sendall, b)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def sendto(self, b, addr):
         if not self._bound:
             self.bind((_ADDR, 0))
-        return self._s.sendto(b, _raw(addr))
+        return _wait(self._s.sendto, b, _raw(addr))
 
     # Stream methods: a non-blocking socket returns None when it would block.
     def read(self, n=-1):
         try:
-            return self._s.read(n) if n >= 0 else self._s.read()
+            return _wait(self._s.read, n) if n >= 0 else _wait(self._s.read)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def readinto(self, b, n=None):
         try:
-            return self._s.readinto(b, n) if n is not None else self._s.readinto(b)
+            return _wait(self._s.readinto, b, n) if n is not None else _wait(self._s.readinto, b)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def readline(self):
         try:
-            return self._s.readline()
+            return _wait(self._s.readline)
         except OSError as e:
             raise _timeout(e, self._t)
 
     def write(self, b):
         try:
-            return self._s.write(b)
+            return _wait(self._s.write, b)
         except OSError as e:
             raise _timeout(e, self._t)
 

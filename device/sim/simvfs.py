@@ -1,11 +1,11 @@
-# The flash filesystem behind one lock. The ESP32 port runs with a GIL, so two
-# threads never enter LittleFS at once; the unix port has no GIL, so without
-# this an app thread and the OTA loop would corrupt LittleFS's in-RAM state
-# (imports failing, files read half-written).
+# The flash filesystem behind one lock. On a board LittleFS is C: no thread
+# switch can happen inside it. Here it calls back into Python (the block
+# device), where the GIL emulation could hand over: it doesn't while the
+# lock is held, so no other thread enters LittleFS in the middle.
 import io
-import _thread
+import simgil
 
-L = _thread.allocate_lock()
+L = simgil.C
 _POLL_RW = 0x0001 | 0x0004  # POLLIN | POLLOUT: a file is always ready
 
 

@@ -327,6 +327,9 @@ class VirtualBoard(BoardPeripherals):
             self._set_repl(words[1])
         elif words[0] == "intr" and len(words) > 1:
             self._uart.interrupt_char = int(words[1])
+        elif words[0] == "sigint":  # a Ctrl-C the VM caught where it can't raise it: again
+            if self._vm:
+                self._vm.interrupt()
         elif words[0] == "reset" and len(words) > 1:
             if self._vm:
                 self._vm.kill()

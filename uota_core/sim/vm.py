@@ -22,12 +22,21 @@ from uota_core.resources import device_dir
 
 CONTROL_PREFIX = b"\x1eUOTA "
 
-# On an ESP32 the REPL, the VFS glue and the machine/network modules are C in flash; here
-# they are Python in the VM's heap (about 45 KB with 64-bit objects, against about 18 KB of
-# heap a real port uses before boot.py). The VM gets the difference on top of the board's
-# nominal heap, so device code sees what it would on a board: ~110 KB free at boot.py
-# with the default 128 KB. tests/test_sim_boot.py guards that figure.
-EMULATION_HEAP = 26 * 1024
+# Heap calibrated to a 32-bit ESP32 (docs/virtual-board.md, "Heap"). The VM is 64-bit: words
+# and GC blocks are twice the size, so the same code needs about 1.5x the heap (a 23 KB module
+# imports in 72 KB on a 32-bit build of this MicroPython and in 110 KB here). The VM gets
+# HEAP_SCALE x the board's nominal heap, plus what the emulation keeps resident beyond what a
+# real port uses before boot.py (the REPL, VFS glue and machine/network modules are C in flash
+# there, Python in this heap here: ~59 KB 64-bit at boot.py against ~18 KB x 1.5).
+# device/sim/simheap.py divides what gc reports by HEAP_SCALE, so device code sees ESP32
+# numbers: ~110 KB free at boot.py of 128 KB. tests/test_sim_memory.py guards these figures.
+HEAP_SCALE_PCT = 150
+EMULATION_HEAP = 32 * 1024
+
+
+def vm_heap_size(heap: int) -> int:
+    """The VM's -X heapsize for a board with `heap` bytes of (32-bit) heap."""
+    return heap * HEAP_SCALE_PCT // 100 + EMULATION_HEAP
 
 # machine.reset_cause() values of the ESP32 port.
 PWRON_RESET = 1
@@ -155,12 +164,14 @@ class VmProcess:
     def __init__(self, binary: str, heap: int, boot: BootConfig, stdin: int, stdout: int,
                  stderr: int) -> None:
         firmware = device_dir() / "sim" / "firmware.py"
+        env = boot.env()
+        env.update(UOTA_SIM_HEAP=str(heap), UOTA_SIM_HEAP_SCALE_PCT=str(HEAP_SCALE_PCT))
         self.proc = _spawn(
-            [binary, "-X", f"heapsize={heap + EMULATION_HEAP}", str(firmware)],
+            [binary, "-X", f"heapsize={vm_heap_size(heap)}", str(firmware)],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            env=boot.env(),
+            env=env,
             cwd=str(boot.flash.parent),
             # Its own session: a Ctrl-C in the supervisor's terminal must not reach the VM.
             start_new_session=True,
