@@ -23,6 +23,12 @@ def boot():
     global _clean, _counted
     from uota import fs
 
+    # Write before reading anything: a power cut inside a move from one directory to another
+    # (a commit's) leaves it half done, and until the first write of a mount fixes that,
+    # LittleFS also hides the next entry of the old directory: the journal itself, or a
+    # staged file the replay would take for moved in, then delete with the stage. Removing a
+    # file that isn't there is such a write.
+    fs.remove(fs.full(fs.JOURNAL) + ".fix")
     # uota.commit is loaded only when there is work for it: most boots have none
     result = "ok"
     if fs.exists(fs.full(fs.JOURNAL)):

@@ -1,0 +1,118 @@
+# Runs the device's journaled commit (device/lib/uota/commit.py) under the MicroPython unix
+# port on a real LittleFS (vfs.VfsLfs2 over a RAM block device), the power cut after the
+# k-th block write or erase, for every k; each cut image is mounted afresh and the boot
+# guard replays the journal, as the next boot does. Prints one line per cut that doesn't
+# land on exactly the old or exactly the new set, then "done <cuts>":
+#   micropython mp_commit_cut.py <device lib dir> <files>
+import sys
+import os
+import vfs
+
+sys.path.insert(0, sys.argv[1])
+from uota import fs, commit, boot_guard  # noqa: E402
+
+N = int(sys.argv[2])
+BS, NB = 4096, 64
+H = "0" * 64
+
+
+class Cut(Exception):
+    pass
+
+
+class Ram:
+    # flash: a write or erase is all or nothing; after the cut nothing more is written
+    def __init__(self, buf, limit=None):
+        self.buf, self.ops, self.limit = buf, 0, limit
+
+    def _tick(self):
+        if self.limit is not None and self.ops >= self.limit:
+            raise Cut()
+        self.ops += 1
+
+    def readblocks(self, b, buf, off=0):
+        o = b * BS + off
+        buf[:] = self.buf[o : o + len(buf)]
+
+    def writeblocks(self, b, buf, off=0):
+        self._tick()
+        o = b * BS + off
+        self.buf[o : o + len(buf)] = buf
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return NB
+        if op == 5:
+            return BS
+        if op == 6:
+            self._tick()
+            self.buf[arg * BS : (arg + 1) * BS] = b"\xff" * BS
+        return 0
+
+
+mounts = [0]
+
+
+def boot(buf, limit=None, mkfs=False):
+    # a fresh mount of the image, as after power-on (the cut one is just left behind)
+    dev = Ram(buf, limit)
+    if mkfs:
+        vfs.VfsLfs2.mkfs(dev)
+    mounts[0] += 1
+    fs.ROOT = "/f%d" % mounts[0]
+    vfs.mount(vfs.VfsLfs2(dev), fs.ROOT)
+    return dev
+
+
+def put(rel, text):
+    fs.makedirs_for(fs.full(rel))
+    with open(fs.full(rel), "w") as f:
+        f.write(text)
+
+
+def name(i):
+    return "app/d/f%02d.txt" % i
+
+
+def manifest(n):
+    return "".join("%s:%s\n" % (name(i), H) for i in range(n)) + "main.py:" + H + "\n"
+
+
+def found():
+    # (version, the new files in place, any other file in the app dir)
+    v = fs.read_json(fs.full(fs.VERSION))["version"]
+    new = sum(1 for i in range(N) if fs.exists(fs.full(name(i))))
+    try:
+        every = sum(1 for _ in os.ilistdir(fs.full("app/d")))
+    except OSError:
+        every = 0
+    return v, new, every
+
+
+image = bytearray(b"\xff" * (BS * NB))
+boot(image, mkfs=True)
+put("main.py", "m")
+put(fs.MANIFEST, "main.py:" + H + "\n")
+fs.write_json(fs.full(fs.VERSION), {"version": "old", "release": 1})
+for i in range(N):  # staged, as a session leaves them before end_ota
+    put(fs.STAGE + "/" + name(i), "new %d\n" % i)
+put(fs.PENDING, manifest(N))
+staged = bytes(image)
+k = 0
+while True:
+    image = bytearray(staged)
+    dev = boot(image, k)
+    try:
+        commit.begin("new", 2, False)
+        finished = True
+    except Cut:
+        finished = False
+    boot(image)
+    boot_guard.boot()  # what boot.py runs first: replays a journaled commit
+    got = found()
+    if got not in (("old", 0, 0), ("new", N, N)):
+        print("cut after write %d: version %s, %d of %d new files in place" % (k, got[0], got[1], N))
+    if finished:
+        break
+    k += 1
+print("done %d" % k)
