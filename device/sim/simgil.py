@@ -45,10 +45,25 @@ def _noop():
     pass
 
 
+STARVE_MS = 20  # the main thread waits this long for G before it runs without it
+
+
 def _acq_main():
+    # The port hands the GIL over every 32 bytecode jumps; here a thread that spins
+    # in pure Python (an app's busy loop) never gives G up. Rather than let it stop
+    # the OTA loop and the REPL for good, the main thread then runs beside it
+    # without G, as the VM did before the emulation: that case keeps the old risk
+    # (docs/virtual-board.md), every other one is safe. A lock wait has no timeout
+    # in this port, hence the polling.
     if _own[0] != MAIN:
         _mw[0] = 1
-        _G.acquire()
+        waited = 0
+        while not _G.acquire(0):
+            if waited >= STARVE_MS:
+                _mw[0] = 0
+                return
+            _time.sleep_ms(1)
+            waited += 1
         _own[0] = MAIN
         _mw[0] = 0
 
@@ -140,7 +155,7 @@ def _pass_on():
 def yield_():
     # a print: hand G to a thread that waits for it, as the port's GIL would soon
     if _ident() == MAIN:
-        if _n[0] and not C.locked():
+        if _own[0] == MAIN and _n[0] and not C.locked():
             _handoff()
     elif _mw[0] or _n[0]:
         _pass_on()
