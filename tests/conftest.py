@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# Loaded before pytester's in-process runs, which drop the modules imported inside them:
+# cryptography imported again over its already loaded Rust extension refuses AES-ECB
+# ("not supported") in the next run, so sealed sessions failed in every run but the first.
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: F401
+
 from uota_core.sim import VirtualBoard
 
 

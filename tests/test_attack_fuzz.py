@@ -121,6 +121,22 @@ def test_known_nasty_inputs_get_an_error_reply(fuzz_board: VirtualBoard, items: 
 
 
 @pytest.mark.timeout(120)
+def test_a_refused_json_manifest_is_read_to_its_end_and_the_session_goes_on(fuzz_board: VirtualBoard) -> None:
+    # the device once closed at once on unread bytes: the connection was reset under a client
+    # still sending, which then never saw why
+    conn = LineSocket(fuzz_board.host)
+    try:
+        open_case(conn, Case(auth=True, staged=False))
+        assert conn.ask(b"start_ota\n") == b"ready"
+        size = 300_000
+        refused = conn.ask(f"manifest {size}\n".encode() + b"{" + b" " * (size - 1))
+        assert refused.startswith(b"error: a 300000-byte JSON manifest doesn't fit in RAM"), refused
+        assert conn.ask(b"ping\n") == b"pong"
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_a_manifest_with_utf8_paths_or_crlf_lines_is_read_to_its_exact_end(fuzz_board: VirtualBoard,
                                                                            eol: str) -> None:
@@ -291,7 +307,12 @@ class SerialTarget:
     def session(self) -> Session:
         if self.s is None:
             started = time.monotonic()
-            self.s = Session(open_serial_link(self.board.serial_port, timeout=5))
+            before = self.board.describe()
+            try:
+                self.s = Session(open_serial_link(self.board.serial_port, timeout=5))
+            except Exception as e:
+                # what crossed the line while the session tried to start tells board from host
+                raise AssertionError(f"{e}\nboard before: {before}\nboard after: {self.board.describe()}") from e
             self.reopens += 1
             self.slowest_reopen = max(self.slowest_reopen, time.monotonic() - started)
         return self.s
@@ -344,6 +365,16 @@ def test_fuzz_serial(fuzz_board: VirtualBoard, n: int) -> None:
               suppress_health_check=list(HealthCheck))
     @given(case=serial_cases(), damage=st.lists(st.none() | frame_damage(), min_size=5, max_size=5))
     def one(case: Case, damage: list) -> None:
+        try:
+            one_case(case, damage)
+        except BaseException as e:
+            # hypothesis runs a failing case again to report it, on a board the failure may
+            # have left in another state: keep the first failure, which is the one to read
+            if not first_failure:
+                first_failure.append((f"{case!r} damage={damage!r}: {type(e).__name__}: {e}", e))
+            raise
+
+    def one_case(case: Case, damage: list) -> None:
         nonlocal ended
         s = target.session()
         open_case(s, case)
@@ -376,8 +407,14 @@ def test_fuzz_serial(fuzz_board: VirtualBoard, n: int) -> None:
             raise AssertionError(f"the serial session fell out of step after {case!r} (pong after {waited} s)")
         watch.after_case(case, target.ping())
 
+    first_failure: list[tuple[str, BaseException]] = []
     try:
         one()
+    except BaseException:
+        if first_failure:
+            text, error = first_failure[0]
+            raise AssertionError(f"first failing case: {text}") from error
+        raise
     finally:
         target.drop()
     watch.check_files()

@@ -239,3 +239,23 @@ def test_excluded_files_on_the_board_are_neither_pushed_nor_dropped(tmp_path: Pa
         desired = desired_files(scan.files, installed, mode, ["app/**"], scan.exclusions.excludes)
         assert desired == {"app/a.py": scan.files["app/a.py"].sha256, "app/cal.dat": "1" * 64,
                            "app/a.py.bak": "2" * 64, "config/ota.json": scan.files["config/ota.json"].sha256}
+
+
+@pytest.mark.parametrize("path", [
+    "boot.py", "main.py", "lib", "lib/uota", "lib/uota/session.py", "lib/x.py", "config", "config/ota.json",
+    "config/.ota.secrets.json", "data", "data/log.txt", "ota_prev/main.py", "ota_version.json", "app/app.py",
+    "library/x.py", "configs", "database.py",
+])
+def test_the_host_never_deletes_what_the_device_refuses_to(path: str) -> None:
+    # the host's mirror of the device rule: a push that planned to drop such a path would be
+    # refused by the board after the user waited for it
+    import importlib.util
+
+    from uota_core.manifest import protected_on_device
+    from uota_core.resources import device_dir
+
+    spec = importlib.util.spec_from_file_location("device_paths", device_dir() / "lib" / "uota" / "paths.py")
+    assert spec and spec.loader
+    device_paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(device_paths)
+    assert protected_on_device(path) == (not device_paths.deletable(path))

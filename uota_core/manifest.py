@@ -60,10 +60,14 @@ def matches(path: str, patterns: Iterable[str]) -> bool:
     return any(_glob_regex(p).match(path) for p in patterns)
 
 
+# directories holding the stack, the secrets and runtime data: a file of that name would replace them
+PROTECTED_DIRS = ("lib", "lib/uota", "config", "data")
+
+
 def protected_on_device(path: str) -> bool:
     """Mirror of the device's rule (device/lib/uota/paths.py): never deleted by a push."""
     return (path == "boot.py" or path.startswith(("lib/uota/", "ota_", "data/"))
-            or path == SECRETS_FILE)
+            or path == SECRETS_FILE or path in PROTECTED_DIRS)
 
 
 def _why(rule: Rule) -> str:

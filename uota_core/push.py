@@ -112,7 +112,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
             else:  # no room on the device to inflate: this file and the rest go plain
                 wbits = 0
                 queue.append(sent.path)
-        session.end_ota()
+        session.end_ota(files=len(desired) + len(deleted))
     except (UotaError, OSError) as e:
         _discard_replies(session, in_flight)
         _abort(session)

@@ -18,6 +18,8 @@ from uota_core.seal import PROTO, SealedLink, SessionKeys, proof
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
 MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "
 PACKED_CHUNK = 1024  # bytes of a zfile body per write, so progress moves during big files
+COMMIT_WAIT = 120.0  # seconds for end_ota's reply, plus this per file the commit moves:
+COMMIT_WAIT_PER_FILE = 0.2  # a move with its backup on an ESP32's LittleFS takes tens of ms
 
 
 class DeviceError(UotaError):
@@ -336,9 +338,11 @@ class Session(Closing):
         if reply != "ok":
             raise DeviceError(f"unexpected reply to file {sent.path}: {reply!r}")
 
-    def end_ota(self) -> None:
-        """Commit; returns once the device has closed the connection to reset."""
-        reply = self.request("end_ota", timeout=120)
+    def end_ota(self, files: int = 0) -> None:
+        """Commit `files` entries (written or deleted); returns once the device has closed the
+        connection to reset. The commit moves each file and its backup on the board's flash:
+        thousands of them take minutes on an ESP32, so the wait grows with the count."""
+        reply = self.request("end_ota", timeout=COMMIT_WAIT + COMMIT_WAIT_PER_FILE * files)
         if reply != "ok":
             raise DeviceError(f"unexpected reply to end_ota: {reply!r}")
         self.wait_closed()

@@ -11,11 +11,11 @@
 # blocking calls: see docs/virtual-board.md for what that leaves different.
 #
 # A KeyboardInterrupt (SIGINT from the supervisor, to the main thread only) is
-# raised by the unix port's signal handler itself: at a bytecode jump, out of
+# raised by the unix port's signal handler itself: at any instruction, out of
 # any wait (lock waits included), even inside a C call. So the main thread's
-# enter() is written to hold G whenever it returns or raises, and the code
-# between releasing and taking G has no jumps; a window of a few bytecodes
-# (G got, the owner not yet recorded) remains.
+# enter() is written to hold G whenever it returns or raises; a Ctrl-C between
+# taking or freeing G and recording it leaves G held by nobody, which the main
+# thread's next wait for G finds and takes back (_acq_main).
 import io
 import time as _time
 import select as _select
@@ -46,6 +46,7 @@ def _noop():
 
 
 STARVE_MS = 20  # the main thread waits this long for G before it runs without it
+_MINE = ([0], _own)  # indexed by whether G was got: where MAIN is written
 
 
 def _acq_main():
@@ -58,24 +59,46 @@ def _acq_main():
     if _own[0] != MAIN:
         _mw[0] = 1
         waited = 0
-        while not _G.acquire(0):
+        # taking G and recording it as ours in one statement keeps the window for a Ctrl-C
+        # between the two small; what still lands there is healed below
+        _MINE[_G.acquire(0)][0] = MAIN
+        orphan = 1
+        while _own[0] != MAIN:
+            orphan &= _own[0] == 0
             if waited >= STARVE_MS:
                 _mw[0] = 0
+                # G held by no thread all along: the unix port raises a Ctrl-C from its
+                # signal handler, at any instruction, so one can land between a lock call
+                # and the line that records it (here, or in _release). Nobody else will
+                # release it: it is ours.
+                _OWN[orphan]()
                 return
             _time.sleep_ms(1)
             waited += 1
-        _own[0] = MAIN
+            _MINE[_G.acquire(0)][0] = MAIN
         _mw[0] = 0
+
+
+def _adopt():
+    _own[0] = MAIN
+
+
+_OWN = (_noop, _adopt)
 
 
 def _enter_main():
     # Holds G when it returns or raises: an interrupt that ends the wait
-    # early is raised again once G is ours.
-    try:
-        _acq_main()
-    except:  # noqa: E722  (no match test: a test is a jump, where SIGINT lands)
-        _enter_main()
-        raise
+    # early is raised again once G is ours. A loop, not a retry by recursion:
+    # Ctrl-Cs coming faster than the wait ends overflowed the stack.
+    caught = None
+    while True:
+        try:
+            _acq_main()
+            break
+        except BaseException as e:
+            caught = e
+    if caught is not None:
+        raise caught
 
 
 def _enter_other():

@@ -9,6 +9,7 @@ from uota.channel import Closed
 
 LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
+DRAIN_MAX = 1 << 20  # a refused body up to this size is read and dropped; the session goes on
 PROTECTED = "protected (the OTA stack, its state, secrets, data or their directories; uota bootstrap installs the stack)"
 
 
@@ -37,9 +38,15 @@ def receive(self, arg):
             except MemoryError:
                 pass
         if body is None:
-            # skipping it could take forever (the size is the client's word): close instead
-            self.s.ch.reply("error: a %d-byte JSON manifest doesn't fit in RAM: send the lines form" % n)
-            raise Closed()
+            why = "error: a %d-byte JSON manifest doesn't fit in RAM: send the lines form" % n
+            if n > DRAIN_MAX:
+                # skipping it could take forever (the size is the client's word): close instead
+                self.s.ch.reply(why)
+                raise Closed()
+            # read what the client sends before answering: closing on unread bytes resets the
+            # connection, and a client still sending then never sees why
+            self.s.drain(n)
+            raise Refused(why)
         m = _loads(body.decode())
         del body
         if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
