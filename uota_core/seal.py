@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,9 @@ class SealedLink(Link):
         self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
         self._out = bytearray()
         self._in = bytearray()
+        self._head = b""  # a record's length read before its body timed out: the next read resumes it
+        # one thread may write (a RemoteIO caller's pipelined calls) while another reads
+        self._wlock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # the transport's own attributes (port, counters)
@@ -119,23 +123,30 @@ class SealedLink(Link):
         return self.inner.slow
 
     def write(self, data: bytes) -> None:
-        self._out += data
-        while len(self._out) >= MAX_RECORD:
-            self.inner.write(seal(self.tx, bytes(self._out[:MAX_RECORD])))
-            del self._out[:MAX_RECORD]
+        with self._wlock:
+            self._out += data
+            while len(self._out) >= MAX_RECORD:
+                self.inner.write(seal(self.tx, bytes(self._out[:MAX_RECORD])))
+                del self._out[:MAX_RECORD]
 
     def flush(self) -> None:
+        with self._wlock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._out:
             self.inner.write(seal(self.tx, bytes(self._out)))
             self._out.clear()
 
     def _record(self, deadline: float) -> None:
-        head = self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
+        head = self._head or self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
+        self._head = head
         n = int.from_bytes(head, "big")
         if not 0 < n <= MAX_RECORD:
             raise RecordError(f"{self.name} sent something that is not a record (length {n})")
         c = -(-n // 16) * 16
         rest = self.inner.read_exact(c + TAG, max(0.0, deadline - time.monotonic()))
+        self._head = b""
         body, tag = rest[:c], rest[c:]
         seq, cipher = self.rx.next()
         if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
@@ -144,7 +155,14 @@ class SealedLink(Link):
         self._in += cipher.decryptor().update(body)[:n]
 
     def _deadline(self, timeout: float | None) -> float:
-        self.flush()
+        # a read sends what was written first, unless another thread is writing right now
+        # (waiting for it could deadlock: it may be blocked until this thread reads); that
+        # thread's next write, or the next read, sends its rest
+        if self._wlock.acquire(blocking=False):
+            try:
+                self._flush()
+            finally:
+                self._wlock.release()
         return time.monotonic() + (self.inner.timeout if timeout is None else timeout)
 
     def read_exact(self, n: int, timeout: float | None = None) -> bytes:
