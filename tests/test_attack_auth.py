@@ -18,7 +18,7 @@ import pytest
 from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms,
                             serial_tap, wait_until)
 from uota_core.config import load_config
-from uota_core.connect import open_session, wait_reachable
+from uota_core.connect import open_remoteio, open_session, wait_reachable
 from uota_core.push import push
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import AuthError, DeviceError, Session
@@ -101,8 +101,13 @@ def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]
         with open_session(cfg, "serial", port=board.serial_port) as s:
             assert push(s, cfg, "fast", version="tap-serial", compress=False).committed
         board.expect("boot marked healthy", timeout=30, since=mark)
+        with open_remoteio(cfg, "serial", port=board.serial_port) as rio:  # RemoteIO on the UART
+            assert rio.call("echo", n=7654321) == 7654321
+            assert rio.call("version") == {"version": "tap-serial"}
     assert b"challenge " in to_board and b"auth " in to_board  # the tap saw the handshake...
     assert b"over the tapped serial line" not in to_board  # ...and the file only encrypted
+    assert b'{"auth": "ok"}' in to_host  # and RemoteIO's; its call and results in records too
+    assert b"7654321" not in to_board + to_host and b'"version": "tap-serial"' not in to_host
     assert_no_secret(bytes(to_board + to_host), PASSWORD, SIGNING_KEY, keys=(key,))
     wait_reachable(board.host, 2018)
 

@@ -18,7 +18,7 @@ from typing import Any
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
-from uota_core.seal import PROTO, RecordError, SealedLink, SessionKeys, proof
+from uota_core.seal import PROTO, RecordError, SessionKeys, proof
 from uota_core.session import REBOOTSTRAP, AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
@@ -57,6 +57,10 @@ class RemoteIOClient(Closing):
             raise LinkError(f"{self.link.name} is not a uota RemoteIO server (no hello)")
         self.device_id = str(hello.get("id", ""))
         if not hello.get("auth"):
+            if password:  # as the OTA port: a project with a password talks only to a board that has it
+                raise AuthError(f"{self.link.name}'s RemoteIO asks for no OTA password, but this project has one: "
+                                "refusing to talk to it (an impostor, e.g. a spoofed mDNS answer, or a board that "
+                                f"lost its secrets: {REBOOTSTRAP})")
             return
         if not password:
             raise AuthError("the device's RemoteIO requires the OTA password: set otaPassword in "
@@ -87,7 +91,7 @@ class RemoteIOClient(Closing):
             raise AuthError("the device's RemoteIO refused this host's proof after proving its own: "
                             "a relay tampering with the connection?")
         # from here on every frame, both ways, travels in the OTA port's records
-        self.link = SealedLink(self.link, SessionKeys.derive(key, self.device_id, nonce, host_nonce))
+        self.link = self.link.sealed(SessionKeys.derive(key, self.device_id, nonce, host_nonce))
         self.sealed = True
 
     def _reply_to(self, what: str) -> dict[str, Any]:

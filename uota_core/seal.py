@@ -92,6 +92,38 @@ def seal(out: _Direction, data: bytes) -> bytes:
     return head + body + out.tag(seq, head, body)
 
 
+class Records:
+    """One connection's two record directions, for a link that frames records itself (the
+    serial RemoteIO link, whose print output travels between them): `seal` what the host
+    sends, `open` what it receives."""
+
+    def __init__(self, keys: SessionKeys, name: str) -> None:
+        self.tx = _Direction(keys.h2d_enc, keys.h2d_mac)
+        self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
+        self.name = name
+
+    def seal(self, data: bytes) -> bytes:
+        """`data` (any length) as records of up to MAX_RECORD bytes."""
+        return b"".join(seal(self.tx, data[i : i + MAX_RECORD]) for i in range(0, len(data), MAX_RECORD))
+
+    def size(self, head: bytes) -> int:
+        """Bytes of the record that starts with the 2-byte length `head`."""
+        n = int.from_bytes(head, "big")
+        if not 0 < n <= MAX_RECORD:
+            raise RecordError(f"{self.name} sent something that is not a record (length {n})")
+        return 2 + -(-n // 16) * 16 + TAG
+
+    def open(self, record: bytes) -> bytes:
+        """The plaintext of the next record (all `size()` bytes of it); RecordError if it
+        fails its tag."""
+        head, body, tag = record[:2], record[2:-TAG], record[-TAG:]
+        seq, cipher = self.rx.next()
+        if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
+            raise RecordError(f"a record from {self.name} failed its authentication tag: forged, replayed or "
+                              "reordered on the way (a relay?), or damaged; the connection is closed")
+        return cipher.decryptor().update(body)[: int.from_bytes(head, "big")]
+
+
 class SealedLink(Link):
     """A Link whose bytes travel in records over `inner`. Writes are gathered into full
     records and sent before the next read (or close), so a file header and its body
@@ -99,8 +131,8 @@ class SealedLink(Link):
 
     def __init__(self, inner: Link, keys: SessionKeys) -> None:
         self.inner = inner
-        self.tx = _Direction(keys.h2d_enc, keys.h2d_mac)
-        self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
+        self.records = Records(keys, inner.name)
+        self.tx = self.records.tx
         self._out = bytearray()
         self._in = bytearray()
         self._head = b""  # a record's length read before its body timed out: the next read resumes it
@@ -141,18 +173,9 @@ class SealedLink(Link):
     def _record(self, deadline: float) -> None:
         head = self._head or self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
         self._head = head
-        n = int.from_bytes(head, "big")
-        if not 0 < n <= MAX_RECORD:
-            raise RecordError(f"{self.name} sent something that is not a record (length {n})")
-        c = -(-n // 16) * 16
-        rest = self.inner.read_exact(c + TAG, max(0.0, deadline - time.monotonic()))
+        rest = self.inner.read_exact(self.records.size(head) - 2, max(0.0, deadline - time.monotonic()))
         self._head = b""
-        body, tag = rest[:c], rest[c:]
-        seq, cipher = self.rx.next()
-        if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
-            raise RecordError(f"a record from {self.name} failed its authentication tag: forged, replayed or "
-                              "reordered on the way (a relay?), or damaged; the connection is closed")
-        self._in += cipher.decryptor().update(body)[:n]
+        self._in += self.records.open(head + rest)
 
     def _deadline(self, timeout: float | None) -> float:
         # a read sends what was written first, unless another thread is writing right now

@@ -135,9 +135,13 @@ class _Client:
 
 def _check_auth(c, response):
     # the OTA port's mutual proof (docs/protocol.md "Authentication"), in uota.seal
-    ok = _seal().rio_auth(c, response, password)
+    seal = _seal()
+    k = seal.rio_auth(c, response, password)
     c.nonce = ""  # one guess per connection
-    return ok
+    if k is None:
+        return False
+    c.rx, c.tx = seal.dirs(k)
+    return True
 
 
 def _call(frame):

@@ -77,16 +77,14 @@ def rio_challenge(c, h, key_hex, salt):
 
 
 def rio_auth(c, response, key_hex):
-    """True if `response` is the host's proof; then client `c` gets the session's record
-    directions (c.rx, c.tx): everything after its `{"auth": "ok"}` travels in records."""
+    """The session keys (as keys()) if `response` is the host's proof for RemoteIO client
+    `c`, else None: everything after its `{"auth": "ok"}` travels in records under them."""
     if not (c.hnonce and isinstance(response, str)):
-        return False
+        return None
     key = binascii.unhexlify(key_hex)
     if not auth.same(response, proof(key, "host", c.dev, c.nonce, c.hnonce)):
-        return False
-    k = keys(key, c.dev, c.nonce, c.hnonce)
-    c.rx, c.tx = _Dir(k[0], k[1]), _Dir(k[2], k[3])
-    return True
+        return None
+    return keys(key, c.dev, c.nonce, c.hnonce)
 
 
 def hkdf(ikm, salt, info, n):
@@ -176,13 +174,17 @@ def size(head):
     return 2 + ((n + 15) & ~15) + 16
 
 
+def dirs(k):
+    """The device's (receiving, sending) record directions under session keys `k`."""
+    return _Dir(k[0], k[1]), _Dir(k[2], k[3])
+
+
 class Sealed:
     """The transport interface (recv/readinto/write) of `raw`, carried in records."""
 
     def __init__(self, raw, k):
         self.raw = raw
-        self.rx = _Dir(k[0], k[1])
-        self.tx = _Dir(k[2], k[3])
+        self.rx, self.tx = dirs(k)
         self.rec = bytearray(2 + MAX + 16)
         self.out = bytearray(2 + MAX + 16)
         self.pos = self.end = 0  # plaintext not yet handed out: rec[pos:end]
