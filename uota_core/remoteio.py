@@ -1,4 +1,6 @@
-"""RemoteIO client: call named handlers on the device and read its print() stream.
+"""RemoteIO client: call named handlers on the device and read its print() stream. With the
+device's OTA password, the client and the device prove the key to each other and every
+frame after that travels in the OTA port's records (docs/protocol.md "RemoteIO").
 
     with RemoteIOClient("192.168.1.42") as rio:
         rio.call("set_led", state=True)       # -> "ok"
