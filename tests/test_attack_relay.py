@@ -153,6 +153,17 @@ def test_a_remoteio_impostor_gets_no_proof() -> None:
     assert [list(f) for f in sent] == [["challenge"]], sent  # no proof of the host's, no call
 
 
+def test_a_remoteio_impostor_that_asks_for_no_password_gets_nothing() -> None:
+    # with the project's password, a board announcing none is an impostor (or lost its
+    # secrets): the client would otherwise send its calls in clear
+    greeting = json.dumps({"hello": fake_hello(auth=False)}).encode() + b"\n"
+    with Impostor(lambda line: b"", greeting) as fake:
+        with pytest.raises(AuthError, match="asks for no OTA password") as e:
+            RemoteIOClient(link=TcpLink(*fake.addr), password=PASSWORD)
+        assert fake.wait() == b""
+    assert "re-run `uota bootstrap`" in str(e.value)
+
+
 def test_a_captured_handshake_costs_a_pbkdf2_per_guess(board: VirtualBoard) -> None:
     # break 9: from a sniffed push, nonce + response gave an offline check at ~259,000
     # guesses/s. Now every keyed value on the wire is keyed with PBKDF2(password, salt, >=
