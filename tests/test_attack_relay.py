@@ -284,7 +284,7 @@ def test_a_relay_cannot_reorder_replay_or_drop_remoteio_calls(board: VirtualBoar
 
 @pytest.mark.parametrize("mode", ["reorder", "replay", "drop", "inject"])
 def test_a_relay_cannot_tamper_with_what_remoteio_sends_the_host(board: VirtualBoard, mode: str) -> None:
-    # the call's result and its 1.8 KB print leave the board in two records
+    # the call's result and its 1.5-2 KB print leave the board in two records
     forged = b"\x00\x20" + bytes(32) + bytes(16) + b'{"id": 1, "r": "forged"}\n{"p": "forged print"}\n'
     relay, rio = rio_relayed(board, mode, way="down", inject=forged)
     chunks = []
