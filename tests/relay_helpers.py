@@ -25,20 +25,25 @@ def record_size(head: bytes) -> int:
 
 
 class Relay:
-    """A man in the middle on loopback, in front of the board's OTA port: it forwards the
-    host's handshake as is, then, once the board answered the host's `auth` with `ok`, does
-    `mode` to what follows: "inject" sends `inject` to the board as if from the host,
-    "reorder" swaps the host's first two records, "replay" sends the first one twice,
-    "drop" leaves it out, "read" only listens. It records all it saw."""
+    """A man in the middle on loopback, in front of the board's OTA port (or, with `rio`, its
+    RemoteIO port): it forwards the host's handshake as is, then, once the board answered the
+    host's proof with `ok`, does `mode` to what follows in direction `way` ("up": host to
+    board, "down": board to host): "inject" sends `inject` as if from the other end,
+    "reorder" swaps the first two records, "replay" sends the first one twice, "drop" leaves
+    it out, "read" only listens. It records all it saw."""
 
-    def __init__(self, target: tuple[str, int], mode: str, inject: bytes = b"") -> None:
-        self.target, self.mode, self.inject = target, mode, inject
+    def __init__(self, target: tuple[str, int], mode: str, inject: bytes = b"", way: str = "up",
+                 rio: bool = False) -> None:
+        self.target, self.mode, self.inject, self.way = target, mode, inject, way
+        # the host's proof, and the board's answer to it (the last bytes in clear)
+        self.proof, self.ok = (b'{"auth": "', b'{"auth": "ok"}\n') if rio else (b"\nauth ", b"ok\n")
         self.to_board = bytearray()  # what the board got from the relay
         self.to_host = bytearray()  # what the board sent, as the relay saw it
         self.sealed = threading.Event()  # the board accepted the host's proof
         self.board_closed = threading.Event()
         self._held: list[bytes] = []
         self._done = False
+        self._board: socket.socket | None = None
         self._server = socket.create_server(("127.0.0.1", 0))
         self.addr = self._server.getsockname()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -50,8 +55,9 @@ class Relay:
             host, _ = self._server.accept()
         except OSError:
             return
-        board = socket.create_connection(self.target, timeout=5)
-        host_in, lines = b"", b""
+        board = self._board = socket.create_connection(self.target, timeout=5)
+        pending = b""  # an incomplete record, waiting for the rest
+        after_proof = b""  # what the board sent since the host's proof went through
         deadline = time.monotonic() + 60  # bounded: one session
         try:
             while time.monotonic() < deadline:
@@ -61,35 +67,45 @@ class Relay:
                         data = s.recv(65536)
                     except ConnectionResetError:
                         data = b""  # a reset: the board closed with our bytes unread
-                    if s is board:
-                        if not data:
-                            self.board_closed.set()
-                            return
-                        self.to_host += data
-                        lines += data
-                        if not self.sealed.is_set() and b"\nauth " in b"\n" + bytes(self.to_board) \
-                                and lines.endswith(b"ok\n"):
-                            self.sealed.set()
-                            if self.mode == "inject":
-                                self._send(board, self.inject)
-                        host.sendall(data)
-                        continue
                     if not data:
+                        if s is board:
+                            self.board_closed.set()
                         return
-                    if not self.sealed.is_set() or self.mode in ("read", "inject"):
-                        self._send(board, data)
-                        continue
-                    host_in = self._tamper(board, host_in + data)
+                    if s is board:
+                        self.to_host += data
+                        if not self.sealed.is_set() and self.proof in b"\n" + bytes(self.to_board):
+                            after_proof += data
+                            if after_proof.startswith(self.ok):
+                                # the board's answer ends the clear part; records follow it
+                                cut = len(data) - (len(after_proof) - len(self.ok))
+                                self.sealed.set()
+                                if self.mode == "inject" and self.way == "up":
+                                    self._send(board, self.inject)
+                                host.sendall(data[:cut])
+                                if self.mode == "inject" and self.way == "down":
+                                    host.sendall(self.inject)
+                                data = data[cut:]
+                        if not data:
+                            continue
+                    to = host if s is board else board
+                    if not self.sealed.is_set() or self.mode in ("read", "inject") \
+                            or (self.way == "up") != (s is host):
+                        self._send(to, data)
+                    else:
+                        pending = self._tamper(to, pending + data)
         except OSError:
             return
         finally:
             host.close()
             board.close()
 
-    def _send(self, board: socket.socket, data: bytes) -> None:
+    def _send(self, to: socket.socket, data: bytes) -> None:
+        if to is not self._board:
+            to.sendall(data)
+            return
         self.to_board += data
         try:
-            board.sendall(data)
+            to.sendall(data)
         except (ConnectionResetError, BrokenPipeError):
             # the board closed with bytes unread (a reset) before these could go: when the
             # host's next record and that reset reach the relay in the same round, the send
@@ -97,23 +113,23 @@ class Relay:
             self.board_closed.set()
             raise
 
-    def _tamper(self, board: socket.socket, pending: bytes) -> bytes:
-        """Cut the host's stream into whole records and pass them on as `mode` says; the
-        bytes of an incomplete record are returned, to wait for the rest."""
+    def _tamper(self, to: socket.socket, pending: bytes) -> bytes:
+        """Cut the stream into whole records and pass them on as `mode` says; the bytes of
+        an incomplete record are returned, to wait for the rest."""
         while len(pending) >= 2 and len(pending) >= record_size(pending[:2]):
             size = record_size(pending[:2])
             rec, pending = pending[:size], pending[size:]
             if self._done:
-                self._send(board, rec)
+                self._send(to, rec)
             elif self.mode == "replay":
-                self._send(board, rec + rec)
+                self._send(to, rec + rec)
                 self._done = True
             elif self.mode == "drop":
                 self._done = True  # the first record never arrives
             else:  # reorder
                 self._held.append(rec)
                 if len(self._held) == HOLD:
-                    self._send(board, b"".join(reversed(self._held)))
+                    self._send(to, b"".join(reversed(self._held)))
                     self._done = True
         return pending
 

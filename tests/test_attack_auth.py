@@ -4,6 +4,7 @@ board works before auth, and secret comparisons don't short-circuit."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -17,7 +18,7 @@ import pytest
 from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms,
                             serial_tap, wait_until)
 from uota_core.config import load_config
-from uota_core.connect import open_session, wait_reachable
+from uota_core.connect import open_remoteio, open_session, wait_reachable
 from uota_core.push import push
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import AuthError, DeviceError, Session
@@ -38,10 +39,17 @@ def locked(tmp_path_factory: pytest.TempPathFactory):
         yield board_and_project
 
 
-def assert_no_secret(captured: bytes, *secrets: str) -> None:
-    for secret in secrets:
-        for form in secret_forms(secret):
-            assert form not in captured, f"a form of a secret crossed the link: {form[:12]!r}..."
+def assert_no_secret(captured: bytes, *secrets: str, keys: tuple[bytes, ...] = ()) -> None:
+    """No form of a password (or the signing key) and no form of a PBKDF2 key K in `captured`."""
+    forms = [form for secret in secrets for form in secret_forms(secret)]
+    forms += [form for k in keys for form in (k, k.hex().encode(), k.hex().upper().encode(), base64.b64encode(k))]
+    for form in forms:
+        assert form not in captured, f"a form of a secret crossed the link: {form[:12]!r}..."
+
+
+def stored_key(board: VirtualBoard) -> bytes:
+    """K, the PBKDF2 key of the OTA password, as the board stores it."""
+    return bytes.fromhex(json.loads(board.read_file("/config/.ota.secrets.json"))["otaKey"])
 
 
 def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -> None:
@@ -49,6 +57,7 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
     cfg = load_config(project)
     app = project / "app" / "app.py"
     app.write_text(app.read_text() + "# pushed through the tap\n")
+    keys = [stored_key(board)]  # K, then K' and K'' after each password change below
     with TapProxy((board.host, 2018)) as ota, TapProxy((board.host, 2019)) as rio:
         mark = board.console_mark()
         with Session(TcpLink(*ota.addr), cfg.password, cfg.signing_key) as s:
@@ -60,11 +69,14 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
         with Session(TcpLink(*ota.addr), cfg.password) as s:  # a password change, then back
             s.open()
             s.passwd(NEW_PASSWORD)
+        keys.append(stored_key(board))
         with Session(TcpLink(*ota.addr), NEW_PASSWORD) as s:
             s.open()
             s.passwd(PASSWORD)
+        keys.append(stored_key(board))
         with RemoteIOClient(link=TcpLink(*rio.addr), password=PASSWORD) as client:
-            assert client.call("echo", n=7) == 7
+            assert client.call("echo", n=7654321) == 7654321
+            assert client.call("version") == {"version": "tap-1"}
         captured = bytes(ota.to_server + ota.to_client + rio.to_server + rio.to_client)
     # the tap really saw the session: the mutual proofs; the manifest and the file went in
     # encrypted records, so neither appears in clear
@@ -72,7 +84,10 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
     assert b'"sig":' not in ota.to_server and b"pushed through the tap" not in ota.to_server
     assert len(ota.to_server) > len(app.read_bytes())
     assert b'{"auth": "ok"}' in rio.to_client
-    assert_no_secret(captured, PASSWORD, NEW_PASSWORD, SIGNING_KEY)
+    # ...and so did RemoteIO's calls and results after its handshake
+    assert b"7654321" not in rio.to_server + rio.to_client and b"tap-1" not in rio.to_client
+    assert len(set(keys)) == 3  # the password changes really made new keys
+    assert_no_secret(captured, PASSWORD, NEW_PASSWORD, SIGNING_KEY, keys=tuple(keys))
 
 
 def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]) -> None:
@@ -80,14 +95,20 @@ def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]
     cfg = load_config(project)
     app = project / "app" / "app.py"
     app.write_text(app.read_text() + "# pushed over the tapped serial line\n")
+    key = stored_key(board)
     mark = board.console_mark()
     with serial_tap(board) as (to_board, to_host):
         with open_session(cfg, "serial", port=board.serial_port) as s:
             assert push(s, cfg, "fast", version="tap-serial", compress=False).committed
         board.expect("boot marked healthy", timeout=30, since=mark)
+        with open_remoteio(cfg, "serial", port=board.serial_port) as rio:  # RemoteIO on the UART
+            assert rio.call("echo", n=7654321) == 7654321
+            assert rio.call("version") == {"version": "tap-serial"}
     assert b"challenge " in to_board and b"auth " in to_board  # the tap saw the handshake...
     assert b"over the tapped serial line" not in to_board  # ...and the file only encrypted
-    assert_no_secret(bytes(to_board + to_host), PASSWORD, SIGNING_KEY)
+    assert b'{"auth": "ok"}' in to_host  # and RemoteIO's; its call and results in records too
+    assert b"7654321" not in to_board + to_host and b'"version": "tap-serial"' not in to_host
+    assert_no_secret(bytes(to_board + to_host), PASSWORD, SIGNING_KEY, keys=(key,))
     wait_reachable(board.host, 2018)
 
 

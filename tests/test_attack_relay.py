@@ -1,8 +1,8 @@
 """Attacks on the handshake itself (issue 11, breaks 3 and 9): a relay that passes a real
-host's handshake through and then injects, reorders, replays, drops or reads; impostor
-devices that can't prove the key; what a captured handshake gives an offline guesser.
-Authentication is mutual and every later byte travels in MAC'd, encrypted records
-(docs/protocol.md "Authentication", "Records")."""
+host's handshake through, on the OTA port or RemoteIO's, and then injects, reorders,
+replays, drops or reads; impostor devices that can't prove the key; what a captured
+handshake gives an offline guesser. Authentication is mutual and every later byte travels
+in MAC'd, encrypted records (docs/protocol.md "Authentication", "Records", "RemoteIO")."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import PASSWORD, TapProxy, flash_hashes, make_project, secured_board, wait_until
+from attack_helpers import HEALTHY_APP, PASSWORD, TapProxy, flash_hashes, make_project, secured_board, wait_until
 from relay_helpers import Impostor, Relay, fake_hello, ota_impostor
-from uota_core.link import LinkError
+from uota_core.link import LinkClosed, LinkError
 from uota_core.remoteio import RemoteIOClient
+from uota_core.seal import RecordError
 from uota_core.session import AuthError, Session
 from uota_core.sim import VirtualBoard
 from uota_core.tcp import TcpLink
@@ -27,12 +28,15 @@ pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[1]
 WIFI_PASSWORD = "wifi-Pa55-on-the-board"  # in config/ota.json on the board, as a real project has it
+# `say` prints (text * n) on the console and to RemoteIO listeners, and returns it in capitals
+APP = HEALTHY_APP.replace("def run():", "@remoteio.on('say')\ndef _(text='', n=1):\n"
+                          "    print('said ' + text * n)\n    return text.upper()\n\n\ndef run():")
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("relay")
-    project = make_project(tmp / "proj", password=PASSWORD)
+    project = make_project(tmp / "proj", password=PASSWORD, app=APP)
     cfg = project / "config" / "ota.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "ssid": "lab", "password": WIFI_PASSWORD}))
     with secured_board(tmp / "board", project, name="relayboard") as b:
@@ -149,6 +153,17 @@ def test_a_remoteio_impostor_gets_no_proof() -> None:
     assert [list(f) for f in sent] == [["challenge"]], sent  # no proof of the host's, no call
 
 
+def test_a_remoteio_impostor_that_asks_for_no_password_gets_nothing() -> None:
+    # with the project's password, a board announcing none is an impostor (or lost its
+    # secrets): the client would otherwise send its calls in clear
+    greeting = json.dumps({"hello": fake_hello(auth=False)}).encode() + b"\n"
+    with Impostor(lambda line: b"", greeting) as fake:
+        with pytest.raises(AuthError, match="asks for no OTA password") as e:
+            RemoteIOClient(link=TcpLink(*fake.addr), password=PASSWORD)
+        assert fake.wait() == b""
+    assert "re-run `uota bootstrap`" in str(e.value)
+
+
 def test_a_captured_handshake_costs_a_pbkdf2_per_guess(board: VirtualBoard) -> None:
     # break 9: from a sniffed push, nonce + response gave an offline check at ~259,000
     # guesses/s. Now every keyed value on the wire is keyed with PBKDF2(password, salt, >=
@@ -190,3 +205,90 @@ def test_a_wrong_password_is_refused_before_the_host_proves_anything(board: Virt
     with Session(TcpLink(board.host, 2018), PASSWORD) as s:  # and the right one still works
         s.open()
         assert s.ping()
+
+
+# ---- RemoteIO (port 2019): the same records after the same handshake -----------------------
+
+
+def rio_relayed(board: VirtualBoard, mode: str, way: str = "up", inject: bytes = b"") -> tuple[Relay, RemoteIOClient]:
+    relay = Relay((board.host, 2019), mode, inject, way=way, rio=True)
+    client = RemoteIOClient(link=TcpLink(*relay.addr, timeout=5), password=PASSWORD, timeout=5)
+    assert relay.sealed.is_set()  # the board accepted the real host's proof through the relay
+    return relay, client
+
+
+def said(board: VirtualBoard, text: str) -> int:
+    """How often the board's `say` handler ran with `text` (it prints on the console)."""
+    # a call on a connection of our own runs after anything the relay got in, and its print
+    # shows the console has caught up with the board
+    marker = f"after-{text}"
+    with RemoteIOClient(board.host, password=PASSWORD, timeout=10) as rio:
+        assert rio.call("say", text=marker) == marker.upper()
+    board.expect(f"said {marker}", timeout=10)
+    return board.console.count(f"said {text}")
+
+
+def test_a_relay_reads_no_remoteio_print_or_result(board: VirtualBoard) -> None:
+    relay, rio = rio_relayed(board, "read")
+    with relay, rio:
+        assert rio.call("say", text="for-the-owner-only") == "FOR-THE-OWNER-ONLY"
+        assert rio.expect("said for-the-owner-only", timeout=10)
+        assert rio.call("echo", n=424242) == 424242
+    for clear in (b"for-the-owner-only", b"FOR-THE-OWNER-ONLY", b"424242", b'"call"', b'"p":', b'"r":'):
+        assert clear not in relay.to_host and clear not in relay.to_board, clear
+
+
+RIO_CALL = json.dumps({"id": 99, "call": "say", "args": {"text": "injected"}}).encode() + b"\n"
+RIO_INJECTED = {
+    "plain-call": RIO_CALL,
+    "forged-record": b"\x00\x20" + bytes(32) + bytes(16) + RIO_CALL,
+}
+
+
+@pytest.mark.parametrize("what", sorted(RIO_INJECTED))
+def test_a_relay_cannot_inject_a_remoteio_call(board: VirtualBoard, what: str) -> None:
+    before = said(board, "injected")
+    relay, rio = rio_relayed(board, "inject", inject=RIO_INJECTED[what])
+    with relay, rio:
+        with pytest.raises(LinkClosed, match="refused a record from this host"):
+            rio.call("ping")  # the board ended the connection at the first byte that isn't a record
+        assert wait_until(relay.board_closed.is_set, 5, "the board to close the relayed connection")
+    assert b"injected" not in relay.to_host  # no reply, no print of it
+    assert said(board, "injected") == before  # the injected call never ran
+
+
+@pytest.mark.parametrize("mode", ["reorder", "replay", "drop"])
+def test_a_relay_cannot_reorder_replay_or_drop_remoteio_calls(board: VirtualBoard, mode: str) -> None:
+    first, second = f"first-{mode}", f"second-{mode}"
+    relay, rio = rio_relayed(board, mode)
+    with relay, rio:
+        # two calls in two records, sent before any reply is read; the relay tampers with the first
+        for i, text in enumerate((first, second)):
+            rio.link.write(json.dumps({"id": 1000 + i, "call": "say", "args": {"text": text}}).encode() + b"\n")
+            rio.link.flush()  # type: ignore[attr-defined]
+        results = []
+        with pytest.raises(LinkClosed, match="refused a record from this host"):
+            while True:
+                frame = rio._frame(5)
+                if "r" in frame:
+                    results.append(frame["r"])
+        assert wait_until(relay.board_closed.is_set, 5, "the board to close the relayed connection")
+    # a replayed call ran at most once, the original (the board may end the connection before
+    # it runs: the copy can arrive in the same read); nothing out of place or after a gap ran
+    if mode == "replay":
+        assert results in ([], [first.upper()]) and said(board, first) <= 1, results
+    else:
+        assert results == [] and said(board, first) == 0, results
+    assert said(board, second) == 0
+
+
+@pytest.mark.parametrize("mode", ["reorder", "replay", "drop", "inject"])
+def test_a_relay_cannot_tamper_with_what_remoteio_sends_the_host(board: VirtualBoard, mode: str) -> None:
+    # the call's result and its 1.5-2 KB print leave the board in two records
+    forged = b"\x00\x20" + bytes(32) + bytes(16) + b'{"id": 1, "r": "forged"}\n{"p": "forged print"}\n'
+    relay, rio = rio_relayed(board, mode, way="down", inject=forged)
+    chunks = []
+    with relay, rio, pytest.raises(RecordError, match="forged, replayed or reordered"):
+        assert rio.call("say", text=f"{mode}-down-", n=150) == f"{mode}-down-".upper()  # a replayed record is whole
+        chunks.extend(rio.listen(timeout=10))  # the next record gives it away
+    assert not any("forged" in c for c in chunks)

@@ -59,7 +59,7 @@ def open_remoteio(cfg: Config, transport: str | None = None, host: str | None = 
     if resolve_transport(cfg, transport, port) == "serial":
         from uota_core.serial_transport import open_serial_remoteio
 
-        return open_serial_remoteio(serial_port(cfg, port), cfg.get("serialBaud", 115200), timeout)
+        return open_serial_remoteio(serial_port(cfg, port), cfg.get("serialBaud", 115200), timeout, cfg.password)
     return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout,
                           password=cfg.password)
 

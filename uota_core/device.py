@@ -217,7 +217,7 @@ class Device(Closing):
                 from uota_core.serial_transport import open_serial_remoteio
 
                 assert self.serial_port
-                self._rio = open_serial_remoteio(self.serial_port, self.baud, self.timeout)
+                self._rio = open_serial_remoteio(self.serial_port, self.baud, self.timeout, self.cfg.password)
             else:
                 self._rio = RemoteIOClient(self.host, int(self.cfg["remoteioPort"]), timeout=self.timeout,
                                            password=self.cfg.password)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from uota_core.errors import UotaError
+
+if TYPE_CHECKING:
+    from uota_core.seal import SessionKeys
 
 DEFAULT_TIMEOUT = 10.0
 MAX_LINE = 64 * 1024
@@ -66,6 +69,12 @@ class Link(Closing, ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def sealed(self, keys: SessionKeys) -> Link:
+        """This link, its bytes carried in records (uota_core.seal) from now on."""
+        from uota_core.seal import SealedLink
+
+        return SealedLink(self, keys)
 
 
 class BufferedLink(Link):

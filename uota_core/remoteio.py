@@ -1,4 +1,6 @@
-"""RemoteIO client: call named handlers on the device and read its print() stream.
+"""RemoteIO client: call named handlers on the device and read its print() stream. With the
+device's OTA password, the client and the device prove the key to each other and every
+frame after that travels in the OTA port's records (docs/protocol.md "RemoteIO").
 
     with RemoteIOClient("192.168.1.42") as rio:
         rio.call("set_led", state=True)       # -> "ok"
@@ -18,7 +20,7 @@ from typing import Any
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
-from uota_core.seal import PROTO, proof
+from uota_core.seal import PROTO, RecordError, SessionKeys, proof
 from uota_core.session import REBOOTSTRAP, AuthError
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
@@ -39,6 +41,7 @@ class RemoteIOClient(Closing):
         self._ids = itertools.count(1)
         self._prints: deque[str] = deque(maxlen=10000)
         self.device_id = ""
+        self.sealed = False  # frames travel in records (the device has a password)
         try:
             self._handshake(password)
         except BaseException:
@@ -56,6 +59,10 @@ class RemoteIOClient(Closing):
             raise LinkError(f"{self.link.name} is not a uota RemoteIO server (no hello)")
         self.device_id = str(hello.get("id", ""))
         if not hello.get("auth"):
+            if password:  # as the OTA port: a project with a password talks only to a board that has it
+                raise AuthError(f"{self.link.name}'s RemoteIO asks for no OTA password, but this project has one: "
+                                "refusing to talk to it (an impostor, e.g. a spoofed mDNS answer, or a board that "
+                                f"lost its secrets: {REBOOTSTRAP})")
             return
         if not password:
             raise AuthError("the device's RemoteIO requires the OTA password: set otaPassword in "
@@ -85,6 +92,9 @@ class RemoteIOClient(Closing):
         if self._reply_to("auth").get("auth") != "ok":
             raise AuthError("the device's RemoteIO refused this host's proof after proving its own: "
                             "a relay tampering with the connection?")
+        # from here on every frame, both ways, travels in the OTA port's records
+        self.link = self.link.sealed(SessionKeys.derive(key, self.device_id, nonce, host_nonce))
+        self.sealed = True
 
     def _reply_to(self, what: str) -> dict[str, Any]:
         """The next frame that isn't print output."""
@@ -99,7 +109,17 @@ class RemoteIOClient(Closing):
         self.link.close()
 
     def _frame(self, timeout: float) -> dict[str, Any]:
-        line = self.link.readline(timeout)
+        try:
+            line = self.link.readline(timeout)
+        except (LinkTimeout, RecordError):
+            raise  # a RecordError says itself what happened to a record from the device
+        except LinkError as e:
+            if not self.sealed:
+                raise
+            # the device ends a sealed connection at a record that isn't one or fails its tag
+            raise LinkClosed(f"{e}: the device ended the RemoteIO connection: it refused a record from this host "
+                             "(altered, injected, replayed, reordered or dropped on the way: a relay?), or it "
+                             "reset; reconnect") from None
         try:
             frame = json.loads(line)
         except ValueError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,38 @@ def seal(out: _Direction, data: bytes) -> bytes:
     return head + body + out.tag(seq, head, body)
 
 
+class Records:
+    """One connection's two record directions, for a link that frames records itself (the
+    serial RemoteIO link, whose print output travels between them): `seal` what the host
+    sends, `open` what it receives."""
+
+    def __init__(self, keys: SessionKeys, name: str) -> None:
+        self.tx = _Direction(keys.h2d_enc, keys.h2d_mac)
+        self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
+        self.name = name
+
+    def seal(self, data: bytes) -> bytes:
+        """`data` (any length) as records of up to MAX_RECORD bytes."""
+        return b"".join(seal(self.tx, data[i : i + MAX_RECORD]) for i in range(0, len(data), MAX_RECORD))
+
+    def size(self, head: bytes) -> int:
+        """Bytes of the record that starts with the 2-byte length `head`."""
+        n = int.from_bytes(head, "big")
+        if not 0 < n <= MAX_RECORD:
+            raise RecordError(f"{self.name} sent something that is not a record (length {n})")
+        return 2 + -(-n // 16) * 16 + TAG
+
+    def open(self, record: bytes) -> bytes:
+        """The plaintext of the next record (all `size()` bytes of it); RecordError if it
+        fails its tag."""
+        head, body, tag = record[:2], record[2:-TAG], record[-TAG:]
+        seq, cipher = self.rx.next()
+        if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
+            raise RecordError(f"a record from {self.name} failed its authentication tag: forged, replayed or "
+                              "reordered on the way (a relay?), or damaged; the connection is closed")
+        return cipher.decryptor().update(body)[: int.from_bytes(head, "big")]
+
+
 class SealedLink(Link):
     """A Link whose bytes travel in records over `inner`. Writes are gathered into full
     records and sent before the next read (or close), so a file header and its body
@@ -98,10 +131,13 @@ class SealedLink(Link):
 
     def __init__(self, inner: Link, keys: SessionKeys) -> None:
         self.inner = inner
-        self.tx = _Direction(keys.h2d_enc, keys.h2d_mac)
-        self.rx = _Direction(keys.d2h_enc, keys.d2h_mac)
+        self.records = Records(keys, inner.name)
+        self.tx = self.records.tx
         self._out = bytearray()
         self._in = bytearray()
+        self._head = b""  # a record's length read before its body timed out: the next read resumes it
+        # one thread may write (a RemoteIO caller's pipelined calls) while another reads
+        self._wlock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)  # the transport's own attributes (port, counters)
@@ -119,32 +155,37 @@ class SealedLink(Link):
         return self.inner.slow
 
     def write(self, data: bytes) -> None:
-        self._out += data
-        while len(self._out) >= MAX_RECORD:
-            self.inner.write(seal(self.tx, bytes(self._out[:MAX_RECORD])))
-            del self._out[:MAX_RECORD]
+        with self._wlock:
+            self._out += data
+            while len(self._out) >= MAX_RECORD:
+                self.inner.write(seal(self.tx, bytes(self._out[:MAX_RECORD])))
+                del self._out[:MAX_RECORD]
 
     def flush(self) -> None:
+        with self._wlock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._out:
             self.inner.write(seal(self.tx, bytes(self._out)))
             self._out.clear()
 
     def _record(self, deadline: float) -> None:
-        head = self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
-        n = int.from_bytes(head, "big")
-        if not 0 < n <= MAX_RECORD:
-            raise RecordError(f"{self.name} sent something that is not a record (length {n})")
-        c = -(-n // 16) * 16
-        rest = self.inner.read_exact(c + TAG, max(0.0, deadline - time.monotonic()))
-        body, tag = rest[:c], rest[c:]
-        seq, cipher = self.rx.next()
-        if not hmac.compare_digest(tag, self.rx.tag(seq, head, body)):
-            raise RecordError(f"a record from {self.name} failed its authentication tag: forged, replayed or "
-                              "reordered on the way (a relay?), or damaged; the connection is closed")
-        self._in += cipher.decryptor().update(body)[:n]
+        head = self._head or self.inner.read_exact(2, max(0.0, deadline - time.monotonic()))
+        self._head = head
+        rest = self.inner.read_exact(self.records.size(head) - 2, max(0.0, deadline - time.monotonic()))
+        self._head = b""
+        self._in += self.records.open(head + rest)
 
     def _deadline(self, timeout: float | None) -> float:
-        self.flush()
+        # a read sends what was written first, unless another thread is writing right now
+        # (waiting for it could deadlock: it may be blocked until this thread reads); that
+        # thread's next write, or the next read, sends its rest
+        if self._wlock.acquire(blocking=False):
+            try:
+                self._flush()
+            finally:
+                self._wlock.release()
         return time.monotonic() + (self.inner.timeout if timeout is None else timeout)
 
     def read_exact(self, n: int, timeout: float | None = None) -> bytes:

@@ -32,6 +32,7 @@ from uota_core.serialport import open_port
 
 if TYPE_CHECKING:
     from uota_core.remoteio import RemoteIOClient
+    from uota_core.seal import Records, SessionKeys
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 UART_VERSION = 1  # device/lib/uota/transports/uart.py VERSION this host speaks
@@ -248,9 +249,12 @@ def open_serial_link(port: str, baud: int = 115200, timeout: float = DEFAULT_TIM
 
 class RemoteIOSerialLink(BoardSerialLink):
     """RemoteIO over the UART: call/result lines come in frames; the app's print() output,
-    which arrives between frames, is turned into the `{"p": text}` lines RemoteIOClient reads."""
+    which arrives between frames, is turned into the `{"p": text}` lines RemoteIOClient reads.
+    After the handshake with a password-protected board, the frames carry records."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        self._records: Records | None = None
+        self._plain = bytearray()  # opened records' plaintext, not read yet
         self._text = ""  # printed text not yet handed out: a line may arrive in pieces
         self._text_since = 0.0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -274,16 +278,39 @@ class RemoteIOSerialLink(BoardSerialLink):
         self._text_since = time.monotonic()  # what is left started arriving after the cut
         return text.replace("\r\n", "\n")
 
+    def sealed(self, keys: SessionKeys) -> RemoteIOSerialLink:
+        # the records travel in the frames; print output stays between them (it is the
+        # app's own UART output, which this link can't seal)
+        from uota_core.seal import Records
+
+        self._records = Records(keys, self.name)
+        return self
+
+    def write(self, data: bytes) -> None:
+        super().write(data if self._records is None else self._records.seal(data))
+
+    def _lines(self) -> bytearray:
+        """Call/result bytes received: the framed bytes, or the plaintext of whole records."""
+        if self._records is None:
+            return self._buf
+        r = self._records
+        while len(self._buf) >= 2 and len(self._buf) >= r.size(bytes(self._buf[:2])):
+            k = r.size(bytes(self._buf[:2]))
+            self._plain += r.open(bytes(self._buf[:k]))
+            del self._buf[:k]
+        return self._plain
+
     def readline(self, timeout: float | None = None) -> bytes:
         deadline = self._deadline(timeout)
         while True:
             if self.inq:
                 self._buf += self.inq
                 self.inq.clear()
-            i = self._buf.find(b"\n")
+            lines = self._lines()
+            i = lines.find(b"\n")
             if i >= 0:
-                line = bytes(self._buf[:i + 1])
-                del self._buf[:i + 1]
+                line = bytes(lines[:i + 1])
+                del lines[:i + 1]
                 return line
             text = self._printed()
             if text:
@@ -295,9 +322,11 @@ class RemoteIOSerialLink(BoardSerialLink):
             self._pump(min(deadline, self._text_since + PARTIAL_LINE_WAIT) if self._text else deadline)
 
 
-def open_serial_remoteio(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT) -> "RemoteIOClient":
-    """A RemoteIOClient whose calls and print stream share the board's UART (needs the uota lib)."""
+def open_serial_remoteio(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT,
+                         password: str = "") -> "RemoteIOClient":
+    """A RemoteIOClient whose calls and print stream share the board's UART (needs the uota
+    lib); with the board's OTA password, the calls and results travel in records."""
     from uota_core.remoteio import RemoteIOClient
 
     link = _start(port, baud, "rio", timeout, None, RemoteIOSerialLink)
-    return RemoteIOClient(link=link, timeout=timeout)
+    return RemoteIOClient(link=link, timeout=timeout, password=password)

@@ -6,7 +6,9 @@
 #   def _(state=False): ...
 #
 # With an OTA password, a listener gets prints and may call handlers only after the same
-# challenge-response as the OTA port. The app's print() only appends to a bounded buffer under a lock; sockets are touched by
+# mutual handshake as the OTA port, and every frame after it travels both ways in that
+# port's records (uota.seal): a relay can't read, inject, reorder, replay or drop one.
+# The app's print() only appends to a bounded buffer under a lock; sockets are touched by
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
 import sys
 import json
@@ -29,6 +31,7 @@ _pending_len = 0
 _lock = _thread.allocate_lock()
 _clients = []  # oldest first
 _orig_print = None
+_rec = None  # one record being opened: the event loop opens one at a time, for every client
 generation = 0  # bumped when the set of client sockets changes (the event loop polls them)
 _boot_ticks = time.ticks_ms()
 version = ""
@@ -113,6 +116,12 @@ class _Client:
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
         self.hnonce = None  # the host's, from its challenge
+        # after the handshake (password only): the record directions (uota.seal), the
+        # received bytes of records not yet opened, the first `clear` bytes of `out` that
+        # still go unsealed (up to the `auth ok`), and the record being sent: wire[ws:we]
+        self.rx = self.tx = self.wire = None
+        self.raw = b""
+        self.clear = self.ws = self.we = 0
         try:
             import machine
 
@@ -126,11 +135,13 @@ class _Client:
 
 def _check_auth(c, response):
     # the OTA port's mutual proof (docs/protocol.md "Authentication"), in uota.seal
-    from uota import load
-
-    ok = load("uota.seal").rio_auth(c, response, password)
+    seal = _seal()
+    k = seal.rio_auth(c, response, password)
     c.nonce = ""  # one guess per connection
-    return ok
+    if k is None:
+        return False
+    c.rx, c.tx = seal.dirs(k)
+    return True
 
 
 def _call(frame):
@@ -184,7 +195,7 @@ def _full(c):
 def _lines(c):
     # the buffered calls, while the replies fit: beyond that the caller waits, its further
     # input left unread (TCP pushes back), so a client that doesn't read costs bounded RAM
-    while not _full(c):
+    while not _full(c) and c.guess is None:  # behind a guess: records, or its next guess
         i = c.inbuf.find(b"\n")
         if i < 0:
             return
@@ -196,9 +207,7 @@ def _lines(c):
         if not isinstance(frame, dict):
             continue
         if "challenge" in frame:
-            from uota import load
-
-            c.out += load("uota.seal").rio_challenge(c, frame["challenge"], password, salt)
+            c.out += _seal().rio_challenge(c, frame["challenge"], password, salt)
         elif "auth" in frame and not c.authed:
             if c.nonce and c.guess is None and isinstance(frame["auth"], str):
                 c.guess = frame["auth"]  # checked by _answer_guesses, when its source may guess
@@ -207,6 +216,39 @@ def _lines(c):
         elif "call" in frame:
             reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
             c.out += json.dumps(reply).encode() + b"\n"
+
+
+def _seal():
+    # uota.seal, loaded by the first handshake (load() collects garbage first: not per record)
+    m = sys.modules.get("uota.seal")
+    if m is None:
+        from uota import load
+
+        m = load("uota.seal")
+    return m
+
+
+def _open(c):
+    # the whole records in c.raw, checked and decrypted onto c.inbuf; False (the client
+    # dropped) at one that isn't a record or fails its tag: nothing in it is acted on
+    global _rec
+    seal = _seal()
+    try:
+        while len(c.raw) >= 2:
+            k = seal.size(c.raw)
+            if len(c.raw) < k:
+                break
+            if _rec is None:
+                _rec = bytearray(2 + seal.MAX + 16)
+            mv = memoryview(_rec)[:k]
+            mv[:] = c.raw[:k]
+            n = c.rx.open(mv)
+            c.inbuf += bytes(mv[2 : 2 + n])
+            c.raw = c.raw[k:]
+    except OSError:
+        _drop(c)
+        return False
+    return True
 
 
 def _read(c):
@@ -225,9 +267,14 @@ def _read(c):
     if not data:
         _drop(c)
         return
-    c.inbuf += data
+    if c.rx is None:
+        c.inbuf += data
+    else:
+        c.raw += data
+        if not _open(c):
+            return
     _lines(c)
-    if len(c.inbuf) > (IN_LIMIT if c.authed else STRANGER_OUT):
+    if len(c.inbuf) + len(c.raw) > (IN_LIMIT if c.authed else STRANGER_OUT):
         _drop(c)
 
 
@@ -255,9 +302,14 @@ def _answer_guesses():
             continue
         guess, c.guess = c.guess, None
         if _check_auth(c, guess):
+            if c.inbuf:  # bytes sent behind the proof, before the keys were agreed
+                _drop(c)
+                continue
             c.authed = True
             c.until = None
             c.out += b'{"auth": "ok"}\n'
+            c.clear = len(c.out)  # the last frame in clear: records from here on
+            c.wire = bytearray(2 + _seal().MAX + 16)  # length, plaintext, tag
             others = [o for o in _clients if o.authed and o is not c]
             if len(others) >= MAX_CLIENTS:
                 _drop(others[0])  # the owner replaces its own oldest listener
@@ -282,18 +334,31 @@ def _expire():
 
 def _flush(c):
     """Send what the client can take now; True if some went and more is waiting."""
-    if not c.out:
+    if c.tx is not None and not c.clear and c.ws == c.we and c.out:
+        # the next record: up to MAX bytes of queued frames, sealed into c.wire
+        n = min(len(c.out), len(c.wire) - 18)  # MAX: wire holds 2 + MAX + 16
+        c.ws, c.we = 0, c.tx.seal(memoryview(c.out)[:n], memoryview(c.wire))
+        c.out = c.out[n:]
+    sealed = c.ws < c.we
+    if sealed:
+        data = memoryview(c.wire)[c.ws : c.we]
+    elif c.out:
+        data = memoryview(c.out)[: c.clear] if c.clear else c.out
+    else:
         return False
     try:
-        n = c.sock.send(c.out)
+        n = c.sock.send(data)
     except OSError as e:
         if e.args and e.args[0] in (11, 110, 116):
             return False
         _drop(c)
         return False
-    if n:
+    if n and sealed:
+        c.ws += n
+    elif n:
         c.out = c.out[n:]
-    return bool(n) and bool(c.out)
+        c.clear = max(0, c.clear - n)
+    return bool(n) and (c.ws < c.we or bool(c.out))
 
 
 def poll(transport):

@@ -77,8 +77,14 @@ def rio_challenge(c, h, key_hex, salt):
 
 
 def rio_auth(c, response, key_hex):
-    return bool(c.hnonce) and isinstance(response, str) and auth.same(
-        response, proof(binascii.unhexlify(key_hex), "host", c.dev, c.nonce, c.hnonce))
+    """The session keys (as keys()) if `response` is the host's proof for RemoteIO client
+    `c`, else None: everything after its `{"auth": "ok"}` travels in records under them."""
+    if not (c.hnonce and isinstance(response, str)):
+        return None
+    key = binascii.unhexlify(key_hex)
+    if not auth.same(response, proof(key, "host", c.dev, c.nonce, c.hnonce)):
+        return None
+    return keys(key, c.dev, c.nonce, c.hnonce)
 
 
 def hkdf(ikm, salt, info, n):
@@ -135,14 +141,50 @@ class _Dir:
         self.ecb.encrypt(bytes(8) + seq, iv)
         return seq, aes(self.enc, 2, iv)
 
+    def seal(self, src, o):
+        """`src` (1..MAX bytes) as the next record, written to `o` (a memoryview of at
+        least 2 + MAX + 16 bytes); the record's length."""
+        n = len(src)
+        c = (n + 15) & ~15
+        o[0], o[1] = n >> 8, n & 255
+        o[2 : 2 + n] = src
+        o[2 + n : 2 + c] = bytes(c - n)
+        seq, cipher = self.next()
+        cipher.encrypt(o[2 : 2 + c], o[2 : 2 + c])
+        o[2 + c : 2 + c + 16] = self.mac.tag(seq, o[:2], o[2 : 2 + c])
+        return 2 + c + 16
+
+    def open(self, mv):
+        """Check and decrypt in place the next record, whose bytes fill memoryview `mv`
+        (see size()); its plaintext length (at mv[2:]). OSError if it fails its tag."""
+        n = (mv[0] << 8) | mv[1]
+        c = (n + 15) & ~15
+        seq, cipher = self.next()
+        if not auth.same(self.mac.tag(seq, mv[:2], mv[2 : 2 + c]), mv[2 + c : 2 + c + 16]):
+            raise OSError(74)  # EBADMSG: forged, replayed, reordered or damaged
+        cipher.decrypt(mv[2 : 2 + c], mv[2 : 2 + c])
+        return n
+
+
+def size(head):
+    """Bytes of the record whose first two bytes are `head`; OSError if it can't be one."""
+    n = (head[0] << 8) | head[1]
+    if not 0 < n <= MAX:
+        raise OSError(74)  # EBADMSG: not a record; the connection ends
+    return 2 + ((n + 15) & ~15) + 16
+
+
+def dirs(k):
+    """The device's (receiving, sending) record directions under session keys `k`."""
+    return _Dir(k[0], k[1]), _Dir(k[2], k[3])
+
 
 class Sealed:
     """The transport interface (recv/readinto/write) of `raw`, carried in records."""
 
     def __init__(self, raw, k):
         self.raw = raw
-        self.rx = _Dir(k[0], k[1])
-        self.tx = _Dir(k[2], k[3])
+        self.rx, self.tx = dirs(k)
         self.rec = bytearray(2 + MAX + 16)
         self.out = bytearray(2 + MAX + 16)
         self.pos = self.end = 0  # plaintext not yet handed out: rec[pos:end]
@@ -158,16 +200,9 @@ class Sealed:
     def _next(self):
         mv = memoryview(self.rec)
         self._fill(mv[:2])
-        n = (self.rec[0] << 8) | self.rec[1]
-        if not 0 < n <= MAX:
-            raise OSError(74)  # EBADMSG: not a record; the Channel ends the connection
-        c = (n + 15) & ~15
-        self._fill(mv[2 : 2 + c + 16])
-        seq, cipher = self.rx.next()
-        if not auth.same(self.rx.mac.tag(seq, mv[:2], mv[2 : 2 + c]), mv[2 + c : 2 + c + 16]):
-            raise OSError(74)  # forged, replayed, reordered or damaged
-        cipher.decrypt(mv[2 : 2 + c], mv[2 : 2 + c])
-        self.pos, self.end = 2, 2 + n
+        end = size(mv)
+        self._fill(mv[2:end])
+        self.pos, self.end = 2, 2 + self.rx.open(mv[:end])
 
     def readinto(self, mv):
         if self.pos == self.end:
@@ -189,12 +224,5 @@ class Sealed:
         o = memoryview(self.out)
         while src:
             n = min(len(src), MAX)
-            c = (n + 15) & ~15
-            self.out[0], self.out[1] = n >> 8, n & 255
-            o[2 : 2 + n] = src[:n]
-            o[2 + n : 2 + c] = bytes(c - n)
-            seq, cipher = self.tx.next()
-            cipher.encrypt(o[2 : 2 + c], o[2 : 2 + c])
-            o[2 + c : 2 + c + 16] = self.tx.mac.tag(seq, o[:2], o[2 : 2 + c])
-            self.raw.write(o[: 2 + c + 16])
+            self.raw.write(o[: self.tx.seal(src[:n], o)])
             src = src[n:]

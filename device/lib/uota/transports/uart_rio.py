@@ -1,6 +1,76 @@
 # RemoteIO calls over the serial transport (uart.py): JSON lines as on TCP port 2019. The
 # app's print() output needs nothing here: it reaches the host as bytes between frames.
+# With an OTA password the host first runs port 2019's mutual handshake, and the calls and
+# results then travel in the same records (uota.seal), as the serial OTA session's do.
 import json
+
+
+class _Peer:
+    # what uota.seal's RemoteIO handshake keeps of its client
+    authed = False
+    hnonce = None
+
+    def __init__(self, dev, nonce):
+        self.dev = dev
+        self.nonce = nonce
+
+
+def _line(t):
+    # one line from `t` (the framed stream, or the records over it), without its newline
+    out = b""
+    while not out.endswith(b"\n"):
+        c = t.recv(1)
+        if not c:
+            raise OSError(104)
+        out += c
+    return out[:-1]
+
+
+def _frame(t):
+    try:
+        frame = json.loads(_line(t))
+    except ValueError:
+        return {}
+    return frame if isinstance(frame, dict) else {}
+
+
+def _secrets():
+    # from the flash, as the OTA session reads them: a Ctrl-C during boot may have stopped
+    # the runtime before it gave uota.remoteio its key
+    from uota import fs
+
+    sec = fs.read_json(fs.full(fs.SECRETS), {})
+    if not isinstance(sec, dict):
+        sec = {}
+    key = sec.get("otaKey") or sec.get("otaPassword") or ""
+    return key, (sec.get("otaSalt") or "") if sec.get("otaKey") else "", sec.get("otaIter") or 0
+
+
+def _handshake(s, dev, key, salt, iters):
+    """The mutual proof (docs/protocol.md "RemoteIO"); the records over `s` once the host
+    proved the key, None (the session ends) if it didn't."""
+    import binascii
+    import os
+    from uota import load
+
+    seal = load("uota.seal")
+    c = _Peer(dev, binascii.hexlify(os.urandom(16)).decode())
+    hello = {"proto": seal.PROTO, "id": dev, "nonce": c.nonce, "auth": True, "salt": salt, "iter": iters}
+    s.write(json.dumps({"hello": hello}).encode() + b"\n")
+    s.write(seal.rio_challenge(c, _frame(s).get("challenge"), key, salt))
+    if c.hnonce is None:
+        return None  # not a challenge: the host has no key for this board
+    k = seal.rio_auth(c, _frame(s).get("auth"), key)
+    if k is None:
+        from uota import throttle
+
+        s.write(b'{"e": "auth failed"}\n')
+        throttle.failed(s)  # one host on the cable: the session waits out the pause itself
+        return None
+    s.write(b'{"auth": "ok"}\n')
+    if s.qs != s.qe:
+        return None  # bytes sent behind the proof, before the keys were agreed
+    return seal.Sealed(s, k)
 
 
 def run(s):
@@ -9,9 +79,15 @@ def run(s):
     import sys
     from uota import remoteio
 
-    # USB is physical access (the raw REPL runs anything), so no challenge here
     dev = binascii.hexlify(machine.unique_id()).decode()
-    s.write(json.dumps({"hello": {"proto": 2, "id": dev, "auth": False}}).encode() + b"\n")
+    key, salt, iters = _secrets()
+    if key:
+        t = _handshake(s, dev, key, salt, iters)
+        if t is None:
+            return
+    else:
+        t = s
+        s.write(json.dumps({"hello": {"proto": 2, "id": dev, "auth": False}}).encode() + b"\n")
     rt = sys.modules.get("uota.runtime")
     if rt is None or rt._app["state"] == "starting":
         # this session's Ctrl-C stopped boot.py before it started the app: start it here,
@@ -20,9 +96,6 @@ def run(s):
 
         start_app()
     while True:
-        try:
-            frame = json.loads(s.line())
-        except ValueError:
-            continue
-        if isinstance(frame, dict) and "call" in frame:
-            s.write(json.dumps(remoteio._call(frame)).encode() + b"\n")
+        frame = _frame(t)
+        if "call" in frame:
+            t.write(json.dumps(remoteio._call(frame)).encode() + b"\n")
