@@ -18,9 +18,10 @@ def unclean_count():
     return n if isinstance(n, int) else 0
 
 
-def boot():
-    """Run first at every boot. Returns 'rolled_back', 'committed' or 'ok'."""
-    global _clean, _counted
+def settle():
+    """boot.py, at every boot (raw REPL too): finish a commit a reset cut short, or roll a
+    set that failed MAX_UNCLEAN times back, so every tool sees a whole file set. After a
+    commit it soft-resets: the app starts on a fresh heap."""
     from uota import fs
 
     # Write before reading anything: a power cut inside a move from one directory to another
@@ -30,24 +31,42 @@ def boot():
     # file that isn't there is such a write.
     fs.remove(fs.full(fs.JOURNAL) + ".fix")
     # uota.commit is loaded only when there is work for it: most boots have none
-    result = "ok"
     if fs.exists(fs.full(fs.JOURNAL)):
         from uota import commit
 
         commit.apply()
-        result = "committed"
+        print("uota: boot guard: committed")
+        # The set is new, so its unclean-boot count starts again (as after end_ota).
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
+        import machine
+
+        machine.soft_reset()  # finishing a commit leaves the heap fragmented
     n = unclean_count()
     if n >= MAX_UNCLEAN and fs.exists(fs.full(fs.PREV) + "/.manifest.txt"):
         from uota import commit
 
         print("uota: %d unclean boots, restoring the previous app set" % n)
         commit.rollback()
-        n = 0
-        result = "rolled_back"
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
+        print("uota: boot guard: rolled_back")
+
+
+def count():
+    """The launcher (main.py), before the app starts: this boot counts as unclean until the
+    app proves healthy. Only boots that start the app count: a raw-REPL tool's soft resets
+    (which skip main.py) never add up to a rollback."""
+    global _clean, _counted
+    from uota import fs
+
     _clean = False
-    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": n + 1})
+    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": unclean_count() + 1})
     _counted = True
-    return result
+
+
+def boot():
+    """settle() then count(): a whole boot in one call (the commit tests' harness)."""
+    settle()
+    count()
 
 
 def is_clean():
