@@ -5,8 +5,15 @@
 try:
     from uota import boot_guard
 
-    boot_guard.settle()
-    del boot_guard
+    _r = boot_guard.settle()
+    if _r != "ok":
+        print("uota: boot guard: %s" % _r)
+    if _r == "committed":
+        import machine
+
+        # finishing a commit leaves the heap fragmented: start over on a fresh one (SystemExit)
+        machine.soft_reset()
+    del boot_guard, _r
 except Exception as e:  # a broken stack must not stop the board: the REPL stays usable
     import sys
 

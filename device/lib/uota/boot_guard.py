@@ -20,8 +20,8 @@ def unclean_count():
 
 def settle():
     """boot.py, at every boot (raw REPL too): finish a commit a reset cut short, or roll a
-    set that failed MAX_UNCLEAN times back, so every tool sees a whole file set. After a
-    commit it soft-resets: the app starts on a fresh heap."""
+    set that failed MAX_UNCLEAN times back, so every tool sees a whole file set. Returns
+    'committed', 'rolled_back' or 'ok'."""
     from uota import fs
 
     # Write before reading anything: a power cut inside a move from one directory to another
@@ -31,16 +31,14 @@ def settle():
     # file that isn't there is such a write.
     fs.remove(fs.full(fs.JOURNAL) + ".fix")
     # uota.commit is loaded only when there is work for it: most boots have none
+    result = "ok"
     if fs.exists(fs.full(fs.JOURNAL)):
         from uota import commit
 
         commit.apply()
-        print("uota: boot guard: committed")
         # The set is new, so its unclean-boot count starts again (as after end_ota).
         fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
-        import machine
-
-        machine.soft_reset()  # finishing a commit leaves the heap fragmented
+        result = "committed"
     n = unclean_count()
     if n >= MAX_UNCLEAN and fs.exists(fs.full(fs.PREV) + "/.manifest.txt"):
         from uota import commit
@@ -48,7 +46,8 @@ def settle():
         print("uota: %d unclean boots, restoring the previous app set" % n)
         commit.rollback()
         fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
-        print("uota: boot guard: rolled_back")
+        result = "rolled_back"
+    return result
 
 
 def count():
@@ -61,12 +60,6 @@ def count():
     _clean = False
     fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": unclean_count() + 1})
     _counted = True
-
-
-def boot():
-    """settle() then count(): a whole boot in one call (the commit tests' harness)."""
-    settle()
-    count()
 
 
 def is_clean():
