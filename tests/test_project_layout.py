@@ -75,3 +75,21 @@ def test_bootstrap_migrates_an_old_project_and_its_app_runs(tmp_path: Path, monk
         first_push(root, board)
         board.expect("boot marked healthy", 30)
         assert board.read_file("/main.py") == (Path(__file__).parents[1] / "device" / "main.py").read_bytes()
+
+
+def test_an_entry_point_that_raises_is_rolled_back_and_ota_stays_up(ota_board: VirtualBoard, ota_project: Path) -> None:
+    first_push(ota_project, ota_board)
+    ota_board.expect("boot marked healthy", 30)
+    entry = ota_project / "app" / "main.py"
+    good = entry.read_text()
+    entry.write_text("raise ValueError('entry broke')\n")
+    mark = ota_board.console_mark()
+    first_push(ota_project, ota_board, app_up="ValueError: entry broke", version="bad")
+    # the launcher, not the entry point, owns the board: the crash is reported, the boot
+    # guard rolls the set back, and the good app runs again
+    ota_board.expect("uota: boot guard: rolled_back", 60, since=mark)
+    ota_board.expect("app started", 30, since=mark)
+    wait_reachable(ota_board.host, 2018)
+    assert ota_board.read_file("/app/main.py").decode() == good
+    entry.write_text(good.replace("app.run()", "print('entry v2')\napp.run()"))
+    first_push(ota_project, ota_board, app_up="entry v2", version="v2")
