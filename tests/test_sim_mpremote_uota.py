@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from attack_helpers import first_push
-from serial_helpers import mpremote
+from serial_helpers import mpremote, open_port
 from uota_core.connect import wait_reachable
 from uota_core.sim import VirtualBoard
 
@@ -47,6 +47,14 @@ def test_mpremote_ls_cp_exec_soft_reset_on_a_bootstrapped_board(
     # and those boots did not count against the app: a tool can't roll a good app back
     state = json.loads(mpremote(ota_board, "fs", "cat", ":ota_boot.json", timeout=TOOL_WAIT))
     assert state == {"unclean": 0}
+
+    # mpremote left the board at the friendly prompt: Ctrl-D there boots OTA and the app again
+    ota_board.wait_repl("friendly")
+    mark = ota_board.console_mark()
+    with open_port(ota_board) as port:
+        port.write(b"\x04")
+        ota_board.expect(LISTENING, 30, since=mark)
+    ota_board.expect("app started", 30, since=mark)
 
 
 def test_after_mpremote_a_reset_brings_ota_back_and_a_push_works(
