@@ -72,7 +72,7 @@ def project(tmp_path: Path) -> Path:
     (proj / "config" / "ota.json").write_text(json.dumps({"version": "1.0.0", "ssid": "lab"}))
     (proj / "app" / "app.py").write_text("def run():\n    print('v1')\n")
     (proj / "app" / "util.py").write_text("X = 1\n")
-    (proj / "main.py").write_text("from app import app\napp.run()\n")
+    (proj / "app" / "main.py").write_text("from app import app\napp.run()\n")
     return proj
 
 

@@ -108,7 +108,7 @@ while True:
     except Cut:
         finished = False
     boot(image)
-    boot_guard.boot()  # what boot.py runs first: replays a journaled commit
+    boot_guard.settle()  # what boot.py runs: replays a journaled commit
     got = found()
     if got not in (("old", 0, 0), ("new", N, N)):
         print("cut after write %d: version %s, %d of %d new files in place" % (k, got[0], got[1], N))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import serial
@@ -41,3 +43,19 @@ def raw_exec(port: serial.Serial, code: str, timeout: float = 10.0) -> tuple[byt
     err = read_until(port, b"\x04", timeout)[:-1]
     read_until(port, b">", timeout)
     return out, err
+
+
+def mpremote(board: VirtualBoard, *args: str, timeout: float = 60) -> str:
+    """Run mpremote from PyPI against the board's serial port; its stdout. A board that never
+    gives mpremote its raw REPL fails here within `timeout`, with what mpremote printed."""
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", board.serial_port, *args],
+            capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:
+        said = (e.stdout or b"") + (e.stderr or b"")  # bytes, whatever text= said
+        raise AssertionError(f"mpremote {' '.join(args)} still waiting after {timeout:.0f} s "
+                             f"(it printed {said!r})") from None
+    assert res.returncode == 0, f"mpremote {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout

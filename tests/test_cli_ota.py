@@ -65,6 +65,7 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     out = uota("init", "--dir", str(project)).output
     assert "config/ota.json" in out and (project / "app" / "app.py").exists()
+    assert (project / "app" / "main.py").exists() and not (project / "main.py").exists()
     assert uota("init", "--dir", str(project), ok=False).exit_code == 1  # refuses to overwrite
     with VirtualBoard(tmp_path / "b", name="clib", baud=None, mdns=False) as board, show_console_on_failure(board):
         set_config(project, hostname=board.host)
@@ -128,7 +129,7 @@ def test_full_wipe_and_remoteio_listen(ota_board: VirtualBoard, ota_project: Pat
     ota_board.write_file("/data/keep.txt", b"runtime data")
     ota_board.power_on()
     result = last_json(pushed(ota_board, "full", "--wipe", "--json", up="listen-me"))
-    assert {"lib/helper.py", "app/app.py", "main.py", "config/ota.json"} <= set(result["sent"])
+    assert {"lib/helper.py", "app/app.py", "app/main.py", "config/ota.json"} <= set(result["sent"])
     wait_reachable(ota_board.host, 2018)
     names = uota("remoteio", "call", "ping").stdout
     assert json.loads(names) == "pong"

@@ -47,7 +47,7 @@ def test_selection_excludes_and_never_pushes_the_stack_or_secrets(tmp_path: Path
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     found = select_files(tmp_path, ["**"], [".git/**", "tests/**", "**/__pycache__/**"])
-    assert found == ["app/a.py", "config/ota.json", "lib/drv.py", "main.py"]
+    assert found == ["app/a.py", "config/ota.json", "lib/drv.py"]  # main.py: the launcher
 
 
 def test_local_manifest_fast_and_full(tmp_path: Path) -> None:
@@ -173,10 +173,10 @@ LEAKY = ["config/.ota.secrets.json.bak", "config/.ota.secrets.json~", ".ota.secr
 
 @pytest.mark.parametrize("mode", ["fast", "full"])
 def test_secrets_and_backups_are_never_pushed_and_are_reported(tmp_path: Path, mode: str) -> None:
-    root = project(tmp_path, {"app/a.py": "A", "main.py": "M", "app/secrets/wifi.py": "W",
+    root = project(tmp_path, {"app/a.py": "A", "app/main.py": "M", "app/secrets/wifi.py": "W",
                               **{rel: "copy" for rel in LEAKY}})
     scan = scan_project(load_config(root), mode)
-    assert sorted(scan.files) == ["app/a.py", "config/ota.json", "main.py"]
+    assert sorted(scan.files) == ["app/a.py", "app/main.py", "config/ota.json"]
     assert sorted(scan.excluded) == sorted(
         [rel for rel in LEAKY if mode == "full" or rel.startswith(("app/", "config/"))] + ["app/secrets/"])
     assert scan.excluded["config/secrets.json"] == "*secret* (built-in secrets list:1)"

@@ -23,10 +23,10 @@ import pytest
 
 DEVICE_LIB = Path(__file__).resolve().parents[1] / "device" / "lib"
 
-OLD = {"app/a.py": "A1", "app/b.py": "B1", "app/gone.py": "G", "main.py": "M0"}
-NEW = {"app/a.py": "A2", "app/b.py": "B1", "app/new.py": "N", "main.py": "M1"}
-OLD_MANAGED = ("app/a.py", "app/b.py", "app/gone.py")  # main.py was put there by bootstrap
-NEW_MANAGED = ("app/a.py", "app/b.py", "app/new.py", "main.py")
+OLD = {"app/a.py": "A1", "app/b.py": "B1", "app/gone.py": "G", "settings.py": "M0"}
+NEW = {"app/a.py": "A2", "app/b.py": "B1", "app/new.py": "N", "settings.py": "M1"}
+OLD_MANAGED = ("app/a.py", "app/b.py", "app/gone.py")  # settings.py was put there over USB
+NEW_MANAGED = ("app/a.py", "app/b.py", "app/new.py", "settings.py")
 
 
 class PowerCut(Exception):
@@ -76,7 +76,7 @@ def install_old(root: Path) -> None:
 
 
 def stage_new(root: Path) -> None:
-    for rel in ("app/a.py", "app/new.py", "main.py"):  # app/b.py is unchanged
+    for rel in ("app/a.py", "app/new.py", "settings.py"):  # app/b.py is unchanged
         write(root, "ota_stage/" + rel, NEW[rel])
     write(root, "ota_pending.txt", "".join(f"{p}:{sha(NEW[p])}\n" for p in sorted(NEW_MANAGED)))
 
@@ -154,7 +154,7 @@ def test_a_commit_cut_at_any_write_boots_into_exactly_the_old_or_the_new_set(
     assert outcomes[0] == "old" and outcomes[-1] == "new" and k > 10, outcomes
     # and what a commit kept in /ota_prev/ is exactly what a rollback needs
     assert (root / "ota_prev" / "app" / "gone.py").read_text() == "G"
-    assert (root / "ota_prev" / "main.py").read_text() == "M0"
+    assert (root / "ota_prev" / "settings.py").read_text() == "M0"
 
 
 def test_a_rollback_cut_at_any_write_boots_into_exactly_one_set(
@@ -177,9 +177,9 @@ def test_a_rollback_cut_at_any_write_boots_into_exactly_one_set(
             completed = False
         cut_after(None)
         device.commit.apply()
-        # the rolled-back manifest also lists main.py: the update had replaced it, so the
+        # the rolled-back manifest also lists settings.py: the update had replaced it, so the
         # saved old manifest recorded its old content to restore it (not delete it)
-        result = state(root, OLD_MANAGED + ("main.py",))
+        result = state(root, OLD_MANAGED + ("settings.py",))
         assert result in ("old", "new"), f"rollback cut at write {k}: {result}"
         if completed:
             assert result == "old"

@@ -43,7 +43,7 @@ def test_incremental_push_sends_only_changes_and_deletes_dropped_files(device: F
     with device.session() as s:
         s.open()
         first = push(s, cfg, "fast")
-    assert first.committed and first.sent == ["app/app.py", "app/util.py", "config/ota.json", "main.py"]
+    assert first.committed and first.sent == ["app/app.py", "app/main.py", "app/util.py", "config/ota.json"]
     assert (device.root / "app" / "app.py").read_text() == "def run():\n    print('v1')\n"
     assert installed(device.root)["version"] == "1.0.0"
     assert not (device.root / "ota_stage").exists()
@@ -171,7 +171,7 @@ def test_signed_manifests(device: FakeDevice, project: Path) -> None:
         old = s.hello()
     with device.session(signing_key="sign-me") as s:
         info = s.hello()
-        files = {"main.py": hashlib.sha256(b"x").hexdigest()}
+        files = {"app/main.py": hashlib.sha256(b"x").hexdigest()}
         sig = manifest_signature("sign-me", info.id, old.nonce, info.release + 1, "9", files)
         body = json.dumps({"version": "9", "files": files, "release": info.release + 1, "sig": sig}).encode()
         s.request("start_ota")
@@ -270,10 +270,10 @@ def test_the_signature_covers_the_wipe_flag(device: FakeDevice, project: Path) -
     (device.root / "stray.txt").write_text("x")
     with device.session(signing_key="k") as s:
         info = s.open()
-        files = {"main.py": hashlib.sha256(b"x").hexdigest()}
+        files = {"app/main.py": hashlib.sha256(b"x").hexdigest()}
         sig = manifest_signature("k", info.id, info.nonce, info.release + 1, "1", files, wipe=False)
         header = json.dumps({"version": "1", "release": info.release + 1, "wipe": True, "sig": sig})
-        body = f"uota-manifest-lines 1 {header}\nmain.py:{files['main.py']}\n".encode()
+        body = f"uota-manifest-lines 1 {header}\napp/main.py:{files['app/main.py']}\n".encode()
         s.start_ota()
         s.link.write(f"manifest {len(body)}\n".encode() + body)
         assert s._reply() == "sig_mismatch"  # a wipe smuggled into a session signed without one

@@ -66,18 +66,22 @@ def test_push_over_serial_to_a_board_with_the_stack(ota_board: VirtualBoard, ota
 
 
 def test_fresh_micropython_board_gets_the_session_code_injected(board: VirtualBoard, ota_project: Path) -> None:
+    # an app that doesn't use uota: the board has plain MicroPython, no OTA stack, and its
+    # own main.py (uota's launcher isn't there to start app/main.py)
+    board.power_cut()
+    board.write_file("/main.py", "import app.main\n")
+    board.power_on()
     board.wait_repl(timeout=10)
     assert "lib" not in board.listdir("/")
-    # an app that doesn't use uota: the board has plain MicroPython, no OTA stack
     (ota_project / "app" / "app.py").write_text("def run():\n    print('app started')\n")
     (ota_project / "app" / "big.py").write_bytes(inspect.getsource(inspect).encode()[:20000])
     result = serial_push(ota_project, board)
-    assert result.committed and "main.py" in result.sent
+    assert result.committed and "app/main.py" in result.sent and "main.py" not in result.sent
     assert result.wire_bytes < result.bytes / 2  # over serial, source crosses the line deflated
     for rel in result.sent:
         assert board.read_file("/" + rel) == (ota_project / rel).read_bytes()
     assert "lib" not in board.listdir("/")  # nothing of uota was left on the flash
-    board.expect("app started", timeout=15, since=0)  # main.py runs the app after the reset
+    board.expect("app started", timeout=15, since=0)  # its main.py runs the app after the reset
     assert serial_version(ota_project, board) == "1.0.0"
 
 

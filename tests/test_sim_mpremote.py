@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from serial_helpers import mpremote
 from uota_core.sim import VirtualBoard
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def mpremote(board: VirtualBoard, *args: str, timeout: float = 60) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", board.serial_port, *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-    assert res.returncode == 0, f"mpremote {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
 
 
 def source_like_text(size: int, seed: int = 1) -> bytes:

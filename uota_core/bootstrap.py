@@ -23,9 +23,10 @@ FileProgress = Callable[[str, int], None]
 
 
 def stack_files(mpy: bool = False) -> dict[str, bytes]:
-    """The OTA stack as it lands on the board: boot.py and lib/uota/** (optionally as .mpy)."""
+    """The OTA stack as it lands on the board: boot.py, the launcher main.py and lib/uota/**
+    (optionally as .mpy)."""
     root = device_dir()
-    files = {"boot.py": (root / "boot.py").read_bytes()}
+    files = {name: (root / name).read_bytes() for name in ("boot.py", "main.py")}
     for src in sorted((root / "lib" / "uota").rglob("*.py")):
         rel = src.relative_to(root).as_posix()
         files[rel] = src.read_bytes()
@@ -94,8 +95,6 @@ def ota_key_secrets(password: str) -> dict[str, str | int]:
 def bootstrap_files(cfg: Config, mpy: bool = False) -> dict[str, bytes]:
     files = stack_files(mpy)
     files.update(provision_files(cfg))
-    main = cfg.root / "main.py"
-    files["main.py"] = main.read_bytes() if main.is_file() else (device_dir() / "main.py").read_bytes()
     return files
 
 

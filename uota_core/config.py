@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "healthyAfter": 10,
     "excludedFiles": [".git/**", ".venv/**", "dist/**", "tests/**", ".uota_cache.json",
                       "**/__pycache__/**", ".pytest_cache/**"],
-    "fastOtaFiles": ["app/**", "main.py", "config/**"],
+    "fastOtaFiles": ["app/**", "config/**"],
     "fullOtaFiles": ["**"],
     "mpyFiles": ["lib/**"],
 }

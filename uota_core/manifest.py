@@ -16,10 +16,11 @@ from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config, Con
 from uota_core.errors import UotaError
 from uota_core.ignore import IgnoreRules, Rule
 
-# Never pushed, whatever the globs say: the OTA stack and its state on the device
-# (installed by `uota bootstrap` only), the secrets, and host-side files.
+# Never pushed, whatever the globs say: the OTA stack (boot.py, the launcher main.py, lib/uota)
+# and its state on the device (installed by `uota bootstrap` only), the secrets, and host-side
+# files.
 IGNORE_FILE = ".uotaignore"
-ALWAYS_EXCLUDED = ("boot.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc", IGNORE_FILE)
+ALWAYS_EXCLUDED = ("boot.py", "main.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc", IGNORE_FILE)
 # Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
 # whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
 SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*"], "built-in secrets list",
@@ -66,7 +67,7 @@ PROTECTED_DIRS = ("lib", "lib/uota", "config", "data")
 
 def protected_on_device(path: str) -> bool:
     """Mirror of the device's rule (device/lib/uota/paths.py): never deleted by a push."""
-    return (path == "boot.py" or path.startswith(("lib/uota/", "ota_", "data/"))
+    return (path in ("boot.py", "main.py") or path.startswith(("lib/uota/", "ota_", "data/"))
             or path == SECRETS_FILE or path in PROTECTED_DIRS)
 
 

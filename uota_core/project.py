@@ -1,4 +1,4 @@
-"""`uota init`: a new firmware project with config, an app skeleton and main.py."""
+"""`uota init`: a new firmware project with config and an app skeleton (app/main.py, app/app.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from pathlib import Path
 from uota_core.config import CONFIG_FILE, DEFAULTS, SECRET_KEYS, SECRETS_FILE
 from uota_core.errors import UotaError
 from uota_core.keys import generate_password, generate_signing_key
-from uota_core.resources import device_dir
 
 APP_TEMPLATE = '''\
-# Your application. uota runs main.py (which calls run()) in its own thread at boot, next
-# to the OTA server, so a crash here never locks you out of `uota fast`.
+# Your application. uota runs app/main.py (which calls run()) in its own thread at boot,
+# next to the OTA server, so a crash here never locks you out of `uota fast`.
 import time
 
 import uota
@@ -30,6 +29,14 @@ def run():
     uota.mark_healthy()  # tell the boot guard this version works
     while True:
         time.sleep(1)
+'''
+
+APP_MAIN_TEMPLATE = '''\
+# Your application's entry point: uota's launcher (the board's main.py) runs this file in
+# its own thread at boot, next to the OTA server. Pushes with `uota fast` replace it.
+from app import app
+
+app.run()
 '''
 
 # the secrets file, its editor/backup copies anywhere, key files, and host caches
@@ -52,7 +59,7 @@ def init_project(directory: Path, force: bool = False) -> list[str]:
         CONFIG_FILE: json.dumps(config, indent=2) + "\n",
         SECRETS_FILE: json.dumps(fresh_secrets(), indent=2) + "\n",
         "app/app.py": APP_TEMPLATE,
-        "main.py": (device_dir() / "main.py").read_text(),
+        "app/main.py": APP_MAIN_TEMPLATE,
     }
     written = []
     for rel, text in files.items():
@@ -74,3 +81,19 @@ def init_project(directory: Path, force: bool = False) -> list[str]:
                              + "\n".join(missing) + "\n")
         written.append(".gitignore")
     return written
+
+
+def migrate_entry(directory: Path) -> str | None:
+    """A project from before uota owned the board's main.py keeps its entry point in main.py:
+    move it to app/main.py, where the launcher looks for it. Returns what was done (or what
+    the user has to do), None if nothing."""
+    old, new = directory / "main.py", directory / "app" / "main.py"
+    if not old.is_file():
+        return None
+    if new.exists():
+        return ("main.py is not pushed (on the board, main.py is uota's launcher) and app/main.py "
+                "is your entry point: delete main.py")
+    new.parent.mkdir(parents=True, exist_ok=True)
+    old.rename(new)
+    return ("moved main.py to app/main.py: on the board, main.py is now uota's launcher, which runs "
+            "app/main.py in its own thread")

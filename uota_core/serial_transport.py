@@ -188,7 +188,7 @@ def _launch(repl: _Repl, baud: int, timeout: float, mode: str) -> int:
             last = str(e)
             if "MemoryError" in last:
                 # what an earlier session left behind fragments the heap: a soft reset gives
-                # a fresh one (boot.py runs again; the next Ctrl-C stops it as before)
+                # a fresh one (in raw mode: boot.py runs, main.py's OTA loop doesn't)
                 repl.serial.write(b"\x04")
     raise SerialTransportError(f"{repl.port}: could not start the serial session ({last}): the line seems to "
                                "garble data: check the cable, then retry")
@@ -232,7 +232,8 @@ class BoardSerialLink(SerialLink):
             if not self.peer_resets and self.finish():
                 # serve() returned to the raw REPL: back to the friendly REPL, clear any
                 # stray input from its line (Ctrl-D soft-resets only on an empty line), then
-                # a soft reset, which runs boot.py / main.py (the app) again
+                # a soft reset in friendly mode, which runs boot.py and main.py (the OTA loop
+                # and the app) again
                 self.ser.write(b"\x02\x03\x04")
                 self.ser.flush()
                 self._await(b"soft reboot", 1.5)  # closing at once could discard the Ctrl-D

@@ -65,7 +65,7 @@ def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
 @reports_errors
 def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool | None,
          as_json: bool, verbose: bool) -> None:
-    """Push the fastOtaFiles (app/, main.py, config/ by default) that changed."""
+    """Push the fastOtaFiles (app/ and config/ by default) that changed."""
     _push("fast", host, port, transport, version, False, compress, as_json, verbose)
 
 

@@ -10,7 +10,7 @@ import click
 from uota_core.bootstrap import bootstrap as run_bootstrap
 from uota_core.cli.common import project_config, reports_errors
 from uota_core.config import SECRETS_FILE
-from uota_core.project import fresh_secrets, init_project
+from uota_core.project import fresh_secrets, init_project, migrate_entry
 
 
 @click.command()
@@ -19,7 +19,7 @@ from uota_core.project import fresh_secrets, init_project
 @click.option("--force", is_flag=True, help="Overwrite existing project files (never the secrets).")
 @reports_errors
 def init(directory: Path, force: bool) -> None:
-    """Create config/ota.json, config/.ota.secrets.json, app/app.py and main.py."""
+    """Create config/ota.json, config/.ota.secrets.json, app/app.py and app/main.py."""
     for rel in init_project(directory, force):
         click.echo(f"  created  {rel}")
     click.echo(f"A random otaPassword and signingKey are in {SECRETS_FILE} (gitignored, never pushed).")
@@ -46,6 +46,9 @@ def keygen() -> None:
 def bootstrap(serial_port: str, baud: int, mpy: bool | None) -> None:
     """Install the OTA stack over USB, provision the password hash and signing key, reset."""
     cfg = project_config()
+    note = migrate_entry(cfg.root)
+    if note:
+        click.echo(f"note: {note}")
     total = 0
 
     def on_file(rel: str, size: int) -> None:

@@ -18,9 +18,10 @@ def unclean_count():
     return n if isinstance(n, int) else 0
 
 
-def boot():
-    """Run first at every boot. Returns 'rolled_back', 'committed' or 'ok'."""
-    global _clean, _counted
+def settle():
+    """boot.py, at every boot (raw REPL too): finish a commit a reset cut short, or roll a
+    set that failed MAX_UNCLEAN times back, so every tool sees a whole file set. Returns
+    'committed', 'rolled_back' or 'ok'."""
     from uota import fs
 
     # Write before reading anything: a power cut inside a move from one directory to another
@@ -35,6 +36,8 @@ def boot():
         from uota import commit
 
         commit.apply()
+        # The set is new, so its unclean-boot count starts again (as after end_ota).
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
         result = "committed"
     n = unclean_count()
     if n >= MAX_UNCLEAN and fs.exists(fs.full(fs.PREV) + "/.manifest.txt"):
@@ -42,12 +45,21 @@ def boot():
 
         print("uota: %d unclean boots, restoring the previous app set" % n)
         commit.rollback()
-        n = 0
+        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
         result = "rolled_back"
-    _clean = False
-    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": n + 1})
-    _counted = True
     return result
+
+
+def count():
+    """The launcher (main.py), before the app starts: this boot counts as unclean until the
+    app proves healthy. Only boots that start the app count: a raw-REPL tool's soft resets
+    (which skip main.py) never add up to a rollback."""
+    global _clean, _counted
+    from uota import fs
+
+    _clean = False
+    fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": unclean_count() + 1})
+    _counted = True
 
 
 def is_clean():

@@ -23,7 +23,7 @@ def begin(version, release, wipe):
 
 
 def _unmanaged_replaced():
-    # files the new set overwrites that no OTA installed (e.g. bootstrap's main.py): the
+    # files the new set overwrites that no OTA installed (e.g. a file put there over USB): the
     # saved old manifest lists them too, so a rollback restores them instead of deleting.
     # Yielded in order, one at a time: no list that grows with the file count.
     inst = mlist.Reader(fs.full(fs.MANIFEST))

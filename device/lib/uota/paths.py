@@ -23,10 +23,11 @@ def check(path):
 
 
 def reserved(path):
-    # the OTA stack itself, its state and the device secrets, or a directory holding them:
-    # never written, deleted or restored by OTA
+    # the OTA stack itself (boot.py, the launcher main.py, lib/uota), its state and the
+    # device secrets, or a directory holding them: never written, deleted or restored by OTA
     return (
         path == "boot.py"
+        or path == "main.py"
         or path.startswith("lib/uota/")
         or path.startswith("ota_")
         or path == "config/.ota.secrets.json"

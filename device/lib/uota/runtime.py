@@ -1,6 +1,8 @@
-# What boot.py runs: the boot guard, then the app (/main.py) in its own thread, then the
-# OTA event loop in the main thread, which never returns (Ctrl-C on the serial port stops it
-# so the REPL comes up, as on any MicroPython board).
+# What the launcher (/main.py) runs once boot.py has settled the file set: the app
+# (app/main.py) in its own thread, then the OTA event loop in the main thread, which never
+# returns (Ctrl-C on the serial port stops it so the REPL comes up, as on any MicroPython
+# board). MicroPython skips main.py after a soft reset into the raw REPL, so mpremote & co.
+# find a board that is not running the loop.
 import sys
 import time
 import gc
@@ -22,16 +24,33 @@ def _print_exception(e):
     print(buf.getvalue(), end="")
 
 
+APP_ENTRY = "app/main"  # the user's entry point (app/main.py or .mpy), imported as app.main
+
+
 def start_app():
-    """The app (/main.py) in its own thread."""
+    """The app (app/main.py) in its own thread."""
     _app["state"] = "running"  # before the thread runs: a second start_app() must see it
     _thread.start_new_thread(_run_app, ())
 
 
+def _has_entry():
+    import os
+
+    for ext in (".py", ".mpy"):
+        try:
+            os.stat(APP_ENTRY + ext)
+            return True
+        except OSError:
+            pass
+    return False
+
+
 def _run_app():
     try:
-        import main  # noqa: F401  (the user's /main.py: runs the app)
-
+        if _has_entry():
+            __import__(APP_ENTRY.replace("/", "."))  # runs the app
+        else:  # a board fresh from `uota bootstrap`: nothing to run, nothing crashed
+            print("uota: no app yet (%s.py): push one with `uota fast`" % APP_ENTRY)
         _app["state"] = "returned"
     except SystemExit:
         _app["state"] = "returned"
@@ -192,17 +211,7 @@ def main():
     from uota import fs
 
     started = time.ticks_ms()
-    outcome = boot_guard.boot()
-    if outcome != "ok":
-        print("uota: boot guard: %s" % outcome)
-    if outcome == "committed":
-        # Finishing a commit at boot leaves the heap fragmented, so the next session's
-        # modules may not compile: start over on a fresh heap. The set is new, so its
-        # unclean-boot count starts again (as after end_ota).
-        fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
-        import machine
-
-        machine.soft_reset()
+    boot_guard.count()  # boot.py already settled the file set
     cfg = fs.read_json(fs.full(fs.CONFIG), {})
     if not isinstance(cfg, dict):
         cfg = {}

@@ -90,8 +90,9 @@ def run(s):
         s.write(json.dumps({"hello": {"proto": 2, "id": dev, "auth": False}}).encode() + b"\n")
     rt = sys.modules.get("uota.runtime")
     if rt is None or rt._app["state"] == "starting":
-        # this session's Ctrl-C stopped boot.py before it started the app: start it here,
-        # or no handler would answer (the soft reset at the end boots the board properly)
+        # this session's Ctrl-C stopped the launcher (main.py) before it started the app, or
+        # a raw-REPL soft reset skipped it: start the app here, or no handler would answer
+        # (the soft reset at the end boots the board properly)
         from uota.runtime import start_app
 
         start_app()
