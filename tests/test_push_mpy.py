@@ -228,3 +228,18 @@ def test_a_board_whose_mpy_version_mpy_cross_cannot_write_gets_source_and_one_wa
         second = pushed(ota_board, ota_project, version="1.0.1")  # what ota_push() runs
     assert len(warned_in_pytest) == 1 and second.sent == ["app/util.py"]
     assert answer(ota_board) == [44, "app/app.py"]
+
+
+def test_over_serial_a_plain_micropython_board_gets_mpy_files_that_run(board: VirtualBoard,
+                                                                       ota_project: Path) -> None:
+    # no uota on the board: the session code goes into its RAM; the app lands as bytecode
+    board.wait_repl(timeout=10)
+    (ota_project / "app" / "app.py").write_text("def run():\n    print('app started from', __file__)\n")
+    set_config(ota_project, mpyFiles=["app/**"])
+    cfg = load_config(ota_project)
+    with open_session(cfg, "serial", port=board.serial_port) as s:
+        assert s.info is not None and s.info.mpy == 6
+        result = push(s, cfg)
+    assert result.committed and "app/app.mpy" in result.sent and result.as_mpy == ["app/app.py"]
+    board.expect("app started from app/app.mpy", timeout=20)
+    assert "app.py" not in board.listdir("/app")
