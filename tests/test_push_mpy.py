@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from uota_core.cli import cli
-from uota_core.config import load_config
+from uota_core.config import ConfigError, load_config
 from uota_core.connect import open_session
 from uota_core.device import Device
 from uota_core.errors import UotaWarning
@@ -134,6 +134,12 @@ def test_plan_keeps_main_py_as_source_and_warns_once_for_a_version_it_cannot_wri
     assert sorted(future.files) == sorted(files) and future.as_mpy == [] and future.compiled == 0
     assert len(future.warnings) == 1 and ".mpy version 99" in future.warnings[0]
     assert "2 mpyFiles go as .py" in future.warnings[0]
+
+
+def test_mpy_files_must_be_a_list_of_globs(ota_project: Path) -> None:
+    set_config(ota_project, mpyFiles="lib/**")
+    with pytest.raises(ConfigError, match=r"config/ota.json: key 'mpyFiles' must be a list of glob strings"):
+        load_config(ota_project)
 
 
 # -- on the virtual board ---------------------------------------------------------------
