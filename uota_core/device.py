@@ -22,6 +22,7 @@ import re
 import select
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,7 +30,7 @@ from typing import Any
 
 from uota_core.config import Config
 from uota_core.connect import wait_reachable
-from uota_core.errors import BoardError, UotaError
+from uota_core.errors import BoardError, UotaError, UotaWarning
 from uota_core.link import Closing, LinkError, LinkTimeout
 from uota_core.outputlog import OutputLog
 from uota_core.push import PushResult, push
@@ -343,6 +344,8 @@ class Device(Closing):
             cfg = replace(cfg, values={**cfg.values, "fastOtaFiles": globs, "fullOtaFiles": globs})
         with self.session() as s:
             result = push(s, cfg, mode, version, wipe=wipe)
+        for warning in result.warnings:  # e.g. mpyFiles sent as .py: shown in pytest's summary
+            warnings.warn(warning, UotaWarning, stacklevel=2)
         if result.committed:
             self.wait_ready()
         return result

@@ -7,3 +7,7 @@ class UotaError(Exception):
 
 class BoardError(UotaError):
     """A board (real or virtual) is missing, unreachable or misbehaving."""
+
+
+class UotaWarning(UserWarning):
+    """Something a push did differently from what was asked, e.g. mpyFiles sent as .py."""

@@ -20,7 +20,8 @@ from uota_core.ignore import IgnoreRules, Rule
 # and its state on the device (installed by `uota bootstrap` only), the secrets, and host-side
 # files.
 IGNORE_FILE = ".uotaignore"
-ALWAYS_EXCLUDED = ("boot.py", "main.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc", IGNORE_FILE)
+ALWAYS_EXCLUDED = ("boot.py", "main.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc",
+                   IGNORE_FILE, ".uota/**")  # .uota/: the host's caches (compiled .mpy)
 # Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
 # whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
 SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*"], "built-in secrets list",

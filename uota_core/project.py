@@ -40,7 +40,7 @@ app.run()
 '''
 
 # the secrets file, its editor/backup copies anywhere, key files, and host caches
-GITIGNORE = f"{SECRETS_FILE}\n.ota.secrets.json*\n*.key\n*.pem\n.uota_cache.json\n__pycache__/\n"
+GITIGNORE = f"{SECRETS_FILE}\n.ota.secrets.json*\n*.key\n*.pem\n.uota_cache.json\n.uota/\n__pycache__/\n"
 
 
 def fresh_secrets() -> dict[str, str]:

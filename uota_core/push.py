@@ -13,6 +13,7 @@ from uota_core.config import CONFIG_FILE, Config, check_version
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, protected_on_device, scan_project
+from uota_core.mpy import mpy_twins, plan_push
 from uota_core.session import DeviceError, InflateUnavailable, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
@@ -35,6 +36,9 @@ class PushResult:
     seconds: float = 0.0
     version: str = ""
     committed: bool = False
+    as_mpy: list[str] = field(default_factory=list)  # mpyFiles sent (or up to date) as .mpy
+    warnings: list[str] = field(default_factory=list)
+    compiled: int = 0  # .py files mpy-cross compiled for this push (the rest came from the cache)
 
     def as_json(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes,
@@ -72,15 +76,19 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     # refused by the device anyway: say what is wrong before the session does anything
     version = check_version(version) if version is not None else check_version(cfg["version"], CONFIG_FILE)
     scan = scan_project(cfg, mode)
-    local = scan.files
+    # every .py compiles for the board before a byte is sent; mpyFiles become .mpy
+    mpy = plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []), session.info.mpy if session.info else 0)
+    local = mpy.files
     # a device that predates `hello` can't report its files: send everything
     legacy = session.info is None
     installed = Installed(version="", release=0, files={}) if legacy else session.installed()
     # excluded files already on the board stay there, unless a wipe clears everything else
     keep = None if wipe else scan.exclusions.excludes
-    desired = desired_files(local, installed.files, mode, cfg["fastOtaFiles"], keep)
+    scope = list(cfg["fastOtaFiles"]) + mpy_twins(cfg["fastOtaFiles"])
+    desired = desired_files(local, installed.files, mode, scope, keep)
     deleted = sorted(p for p in installed.files if p not in desired and not protected_on_device(p))
-    result = PushResult(version=version, deleted=deleted, excluded=scan.excluded)
+    result = PushResult(version=version, deleted=deleted, excluded=scan.excluded, as_mpy=mpy.as_mpy,
+                        warnings=mpy.warnings, compiled=mpy.compiled)
     if not wipe and desired == installed.files and version == installed.version:
         result.skipped = sorted(local)
         result.seconds = time.monotonic() - started

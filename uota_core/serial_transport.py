@@ -20,8 +20,8 @@ import time
 
 import serial
 
-from uota_core.bootstrap import compile_mpy, mpy_cross_version
 from uota_core.errors import UotaError
+from uota_core.mpy import compile_mpy, mpy_cross_version
 from typing import TYPE_CHECKING
 
 from uota_core.link import DEFAULT_TIMEOUT, LinkClosed, LinkError, LinkTimeout

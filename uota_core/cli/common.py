@@ -20,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(fn: F) -> F:
-    """A UotaError becomes one `error: ...` line on stderr and exit status 1."""
+    """A UotaError becomes one `error: ...` line on stderr and exit status 1 (or the
+    error's own `exit_code`: 2 for a file that doesn't compile)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,7 +29,7 @@ def reports_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except UotaError as e:
             click.echo(f"error: {e}", err=True)
-            sys.exit(1)
+            sys.exit(getattr(e, "exit_code", 1))
 
     return wrapper  # type: ignore[return-value]
 

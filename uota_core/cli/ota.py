@@ -41,6 +41,8 @@ def _push(mode: str, host: str | None, port: int | None, transport: str | None, 
 
 
 def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if verbose:
         for path, rule in result.excluded.items():
             click.echo(f"  excluded {path}  by {rule}")
