@@ -35,6 +35,7 @@ class PushResult:
     seconds: float = 0.0
     version: str = ""
     committed: bool = False
+    release: int = 0  # the committed set's release counter (0: a device that predates `hello`)
 
     def as_json(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes,
@@ -122,6 +123,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     result.sent = need
     result.skipped = sorted(p for p in local if p not in need)
     result.committed = True
+    result.release = 0 if legacy else session.info.release + 1  # as send_manifest numbered it
     result.seconds = time.monotonic() - started
     return result
 

@@ -62,7 +62,7 @@ _PROBE = (
 PARTIAL_LINE_WAIT = 0.1
 PARTIAL_LINE_MAX = 1024
 # device modules never injected: the boot-time stack, and what the serial session doesn't use
-_NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py"}
+_NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py", "health.py"}
 
 
 class SerialTransportError(UotaError):

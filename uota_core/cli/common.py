@@ -71,6 +71,19 @@ def emit_json(obj: Any) -> None:
 
 
 @contextmanager
+def status_line(first: str) -> Iterator[Callable[[str], None]]:
+    """An on_status callback: a live status line on a terminal's stderr; elsewhere (scripts,
+    CI) `first` once, so logs stay one line per wait."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        click.echo(f"{first}...", err=True)
+        yield lambda text: None
+        return
+    with console.status(first) as status:
+        yield lambda text: status.update(text)
+
+
+@contextmanager
 def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str], int], None],
                                                               Callable[[str, int], None]]]:
     """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
