@@ -163,11 +163,13 @@ class RemoteIOQuery:
 class ConsoleQuery:
     """A report from the board's serial console, read without stopping the boot."""
 
-    def __init__(self, port: str, baud: int, release: int) -> None:
+    def __init__(self, port: str, baud: int, release: int, seen: str = "",
+                 sink: Callable[[str], None] | None = None) -> None:
         import codecs
 
         self.port, self.baud, self.release = port, baud, release
-        self.text = ""
+        self.text = seen  # what was read since the commit before this query took the port
+        self.sink = sink  # gets each new piece of console text too
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._ser: Any = None
 
@@ -180,7 +182,10 @@ class ConsoleQuery:
             data = self._ser.read(max(1, self._ser.in_waiting))  # the port's timeout: 50 ms
             if not data:
                 break
-            self.text += self._decoder.decode(data)
+            text = self._decoder.decode(data)
+            self.text += text
+            if self.sink:
+                self.sink(text)
         return console_report(self.text, self.release)
 
     def close(self) -> None:
