@@ -34,7 +34,10 @@ def reports_errors(fn: F) -> F:
 
 
 def project_config() -> Config:
-    return load_config(find_project())
+    cfg = load_config(find_project())
+    for warning in cfg.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return cfg
 
 
 class PortParam(click.ParamType):

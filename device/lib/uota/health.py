@@ -1,18 +1,12 @@
 # How the app fared after a push (docs/protocol.md "App health"): the RemoteIO builtin
-# `uota_health`, and the record of the last crash or rollback it reports. Loaded only when
-# there is something to write or ask, then dropped: none of this stays resident.
+# `uota_health`, and the rollback's part of the record it reports. Loaded only when there is
+# something to write or ask, then dropped: none of this stays resident.
 import sys
 from uota import fs, boot_guard
 
-CRASH = "ota_crash.json"  # {"release", "version", "trace"[, "restored"]}: the last crash/rollback
-TRACE_MAX = 1500  # characters of a traceback kept (its end: where it failed)
-
-
-def record_crash(trace):
-    """The app raised: keep its traceback on flash, so a host that connects after the
-    guard's reset (or after the rollback) still learns why."""
-    cur = fs.version_info()
-    fs.write_json(fs.full(CRASH), {"release": cur["release"], "version": cur["version"], "trace": trace[-TRACE_MAX:]})
+# fs.CRASH holds {"release", "version", "trace"[, "restored"]}: the last crash (written by
+# uota.runtime when the app raises) or rollback (below)
+CRASH = fs.CRASH
 
 
 def record_rollback(restored):

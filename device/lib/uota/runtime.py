@@ -135,10 +135,15 @@ def _guard_tick(healthy_ms, started):
             or (state == "running" and time.ticks_diff(time.ticks_ms(), started) >= healthy_ms)):
         boot_guard.mark_clean()
     elif state == "crashed" and not _app.get("recorded"):
-        # on flash before the reset: a host that asks after it still gets the traceback
+        # on flash before the reset, so a host that asks after it (uota.health) still gets
+        # the traceback; written here, loading no module: a serial host's Ctrl-C often
+        # lands right now, as a crash at import is early in a boot
         _app["recorded"] = True
-        load("uota.health").record_crash(_app.get("trace") or "")
-        unload(("health",))
+        from uota import fs
+
+        rec = fs.version_info()
+        rec["trace"] = (_app.get("trace") or "")[-1500:]
+        fs.write_json(fs.full(fs.CRASH), rec)
     elif state == "crashed" and time.ticks_diff(time.ticks_ms(), _app["at"]) >= CRASH_GRACE_MS:
         from uota import commit
 
