@@ -85,3 +85,36 @@ def test_over_serial_the_console_tells_crashed_and_healthy(ota_board: VirtualBoa
     result = uota("fast", "--port", ota_board.serial_port, "--json", "--version", "2.0.1")
     assert result.exit_code == 0, result.output
     assert last_json(result)["app"] == "healthy"
+
+
+TRACE = ('Traceback (most recent call last):\r\n  File "main.py", line 3, in <module>\r\n'
+         '  File "app/app.py", line 3, in <module>\r\nRuntimeError: broken build\r\n')
+
+
+@pytest.mark.timeout(10)
+def test_the_console_verdict_waits_for_the_whole_traceback() -> None:
+    boot = "uota: listening on 127.0.0.2:2018\r\nuota: the app crashed:\r\n"
+    cut = TRACE.index("RuntimeError")
+    assert judge(console_report(boot + TRACE[:cut], 7), 7, "2.0.0") is None  # still arriving
+    verdict = judge(console_report(boot + TRACE + "uota: unclean boot 1; resetting\r\n", 7), 7, "2.0.0")
+    assert verdict is not None and verdict.app == "crashed"
+    assert verdict.traceback == TRACE.replace("\r\n", "\n")
+    healthy = judge(console_report("app started\r\nuota: boot marked healthy\r\n", 7), 7, "2.0.0")
+    assert healthy is not None and healthy.app == "healthy"
+    rolled = judge(console_report(boot + TRACE + "uota: 3 unclean boots, restoring the previous app set\r\n"
+                                  "uota: rolling back to version 1.0.0\r\n", 7), 7, "2.0.0")
+    assert rolled is not None and rolled.app == "rolled_back" and rolled.version == "1.0.0"
+    assert "RuntimeError: broken build" in rolled.traceback
+
+
+@pytest.mark.timeout(10)
+def test_a_report_about_another_release_is_no_verdict() -> None:
+    old_boot = {"version": "1.0.0", "release": 6, "app": "running", "healthy": True, "trace": "", "last": None}
+    assert judge(old_boot, 7, "2.0.0") is None  # the old boot answering before its reset
+    seen_earlier = {"version": "2.0.0", "release": 7, "app": "running", "healthy": False, "trace": "",
+                    "last": {"release": 7, "version": "2.0.0", "trace": "RuntimeError: x\n"}}
+    verdict = judge(seen_earlier, 7, "2.0.0")  # a crash in a boot the host didn't see
+    assert verdict is not None and verdict.app == "crashed" and verdict.traceback == "RuntimeError: x\n"
+    older_crash = dict(seen_earlier, healthy=True, last={"release": 5, "trace": "RuntimeError: x\n"})
+    verdict = judge(older_crash, 7, "2.0.0")
+    assert verdict is not None and verdict.app == "healthy"
