@@ -49,10 +49,13 @@ def esp32_device(request: pytest.FixtureRequest, uota_transport: str) -> Iterato
 @pytest.fixture
 def ota_push(esp32_device: Device) -> Callable[..., PushResult]:
     """Push to the board: `ota_push()` the fast set, or `ota_push(files=[...], mode="full",
-    version="1.2.0")`; returns the result (sent, skipped, deleted, bytes, seconds)."""
+    version="1.2.0")`; returns the result (sent, skipped, deleted, bytes, seconds) once the
+    app is healthy. An app that crashes or is rolled back raises uota_core.health.AppNotHealthy
+    with the board's traceback; `wait=False` returns at the commit."""
 
-    def push(files: list[str] | None = None, mode: str = "fast", version: str | None = None) -> PushResult:
-        return esp32_device.push(files=files, mode=mode, version=version)
+    def push(files: list[str] | None = None, mode: str = "fast", version: str | None = None,
+             wait: bool = True) -> PushResult:
+        return esp32_device.push(files=files, mode=mode, version=version, wait=wait)
 
     return push
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from uota_core.device import Device
+from uota_core.errors import UotaError
 
 from pytest_uota.state import plugin_state
+from pytest_uota.target import load_project_config
 
 _DEVICE = pytest.StashKey[tuple[Device, int]]()  # the test's device, and its output offset at the start
 _OUTCOME = pytest.StashKey[str]()
@@ -28,8 +30,13 @@ def header_lines(config: pytest.Config) -> list[str]:
     else:
         where = "a virtual board (MicroPython unix port) per process"
     transports = ", ".join(settings.transports) or "from config/ota.json"
-    return [f"uota: target {where}; transports: {transports}; session push: {settings.push}; "
-            f"config: {settings.config_path}"]
+    lines = [f"uota: target {where}; transports: {transports}; session push: {settings.push}; "
+             f"config: {settings.config_path}"]
+    try:
+        lines += [f"uota: warning: {w}" for w in load_project_config(settings).warnings]
+    except UotaError:
+        pass  # a bad config ends the session with its own message when the board starts
+    return lines
 
 
 def on_setup_start(item: pytest.Item) -> dict[int, int]:

@@ -137,3 +137,24 @@ def test_a_bad_version_option_fails_before_connecting(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(cli, ["fast", "--version", version])
     assert result.exit_code == 1
     assert "error: --version: bad version" in result.output and "1 to 32 characters" in result.output
+
+
+@pytest.mark.parametrize(("key", "hint"), [
+    ("hostnmae", "did you mean 'hostname'?"),
+    ("HealthyAfter", "did you mean 'healthyAfter'?"),
+    ("otaPasword", "did you mean 'otaPassword'?"),
+    ("zzz", "the known keys are bleName, excludedFiles"),
+])
+def test_an_unknown_key_warns_with_the_closest_known_key(tmp_path: Path, key: str, hint: str) -> None:
+    root = make(tmp_path, {key: "x", "port": 3000})
+    cfg = load_config(root)
+    assert len(cfg.warnings) == 1, cfg.warnings
+    assert cfg.warnings[0].startswith(f"config/ota.json: unknown key {key!r} is ignored: {hint}"), cfg.warnings
+    assert cfg["port"] == 3000  # the rest still applies
+
+
+def test_known_keys_and_the_init_template_warn_nothing(tmp_path: Path) -> None:
+    from uota_core.project import init_project
+
+    init_project(tmp_path / "proj")
+    assert load_config(tmp_path / "proj").warnings == []

@@ -113,6 +113,7 @@ class Config:
     root: Path
     values: dict[str, Any] = field(default_factory=dict)
     source: dict[str, str] = field(default_factory=dict)  # key -> file it came from
+    warnings: list[str] = field(default_factory=list)  # e.g. an unknown (misspelt) key
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -157,6 +158,8 @@ def load_config(root: str | Path) -> Config:
     for rel, data in layers:
         for key, value in data.items():
             rule = _RULES.get(key)
+            if rule is None:
+                cfg.warnings.append(unknown_key(rel, key))
             if rule is not None and not rule[0](value):
                 raise ConfigError(f"{rel}: key {key!r} must be {rule[1]}, got {json.dumps(value)}")
             cfg.values[key] = value
@@ -164,6 +167,18 @@ def load_config(root: str | Path) -> Config:
     for key in SECRET_KEYS:
         check_secret(key, cfg.values[key], cfg.source[key])
     return cfg
+
+
+def unknown_key(rel: str, key: str) -> str:
+    """The warning for a key uota doesn't know (a typo goes unnoticed otherwise: `hostnmae`
+    left the default hostname in force), naming the closest known key."""
+    import difflib
+
+    close = difflib.get_close_matches(key, _RULES, n=1, cutoff=0.6)
+    if not close:  # a case slip is a typo too (`HostName`)
+        close = [k for k in _RULES if k.lower() == key.lower()]
+    hint = f"did you mean {close[0]!r}?" if close else f"the known keys are {', '.join(sorted(_RULES))}"
+    return f"{rel}: unknown key {key!r} is ignored: {hint}"
 
 
 def check_secret(key: str, value: str, where: str) -> None:

@@ -335,20 +335,43 @@ class Device(Closing):
         self.wait_ready(timeout)
 
     def push(self, files: list[str] | None = None, mode: str = "fast", version: str | None = None,
-             wipe: bool = False) -> PushResult:
-        """Push the project's `mode` set (or only `files`, project-relative globs); waits until
-        the board is back up after a commit."""
+             wipe: bool = False, wait: bool = True) -> PushResult:
+        """Push the project's `mode` set (or only `files`, project-relative globs); after a
+        commit, waits until the app is healthy (with `wait`: AppNotHealthy, with the board's
+        traceback, if it crashed or was rolled back) and the board answers again."""
         cfg = self.cfg
         if files is not None:
             globs = list(files)
             cfg = replace(cfg, values={**cfg.values, "fastOtaFiles": globs, "fullOtaFiles": globs})
+        mark = self.output.mark()
         with self.session() as s:
             result = push(s, cfg, mode, version, wipe=wipe)
         for warning in result.warnings:  # e.g. mpyFiles sent as .py: shown in pytest's summary
             warnings.warn(warning, UotaWarning, stacklevel=2)
         if result.committed:
+            if wait and result.release:
+                self._check_app(result, mark)
             self.wait_ready()
         return result
+
+    def _check_app(self, result: PushResult, mark: int) -> None:
+        """Wait for the verdict on the app `result` installed (uota_core.health)."""
+        from uota_core.health import HEALTHY, AppNotHealthy, ConsoleQuery, wait_for_app
+
+        healthy_after = float(self.cfg.get("healthyAfter", 10))
+        if self.transport == "serial":
+            assert self.serial_port
+            with self._using_rio():  # the port is ours: a RemoteIO session would stop the boot
+                query = ConsoleQuery(self.serial_port, self.baud, result.release, seen=self.output.since(mark),
+                                     sink=self.output.append)
+                try:
+                    health = wait_for_app(query, result.release, result.version, healthy_after)
+                finally:
+                    query.close()
+        else:
+            health = wait_for_app(lambda: self.call("uota_health"), result.release, result.version, healthy_after)
+        if health.app != HEALTHY:
+            raise AppNotHealthy(health)
 
     # -- readiness ----------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class PushResult:
     as_mpy: list[str] = field(default_factory=list)  # mpyFiles sent (or up to date) as .mpy
     warnings: list[str] = field(default_factory=list)
     compiled: int = 0  # .py files mpy-cross compiled for this push (the rest came from the cache)
+    release: int = 0  # the committed set's release counter (0: a device that predates `hello`)
 
     def as_json(self) -> dict[str, Any]:
         return {"sent": self.sent, "skipped": self.skipped, "deleted": self.deleted, "bytes": self.bytes,
@@ -130,6 +131,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     result.sent = need
     result.skipped = sorted(p for p in local if p not in need)
     result.committed = True
+    result.release = 0 if legacy else session.info.release + 1  # as send_manifest numbered it
     result.seconds = time.monotonic() - started
     return result
 

@@ -106,6 +106,12 @@ class FrameParser:
         return frames, first + other
 
 
+def port_gone(port: str, e: BaseException) -> str:
+    """The one line for a serial port that failed under us (the board unplugged)."""
+    return (f"serial port {port} went away ({e.__class__.__name__}): was the board unplugged? "
+            "Plug it back in and run the command again (a push resumes from the files already staged)")
+
+
 class SerialLink(BufferedLink):
     """A `Link` over the board's UART once the device side (`serve()`) is running."""
 
@@ -126,6 +132,7 @@ class SerialLink(BufferedLink):
         self.peer_closed = False
         self.peer_resets = False
         self.dead = False
+        self.gone = ""  # why the port itself failed (unplugged): it is not touched again
         self.closing = False  # our CLOSE is out: send nothing else but CLOSE again (see _write)
         self.heard = False  # any valid frame from the board yet
         self._damaged_seen = 0
@@ -197,8 +204,17 @@ class SerialLink(BufferedLink):
             self.retransmits += 1
             self._write(f)
 
+    def _port_failed(self, e: BaseException) -> LinkError:
+        """The port itself failed (the board unplugged, the adapter reset): one line that
+        names it; the link is dead and nothing, not even the abort, touches the port again."""
+        self.dead = True
+        self.gone = port_gone(getattr(self.ser, "port", None) or self.name, e)
+        return LinkError(self.gone)
+
     def _pump(self, deadline: float) -> None:
         """Read what arrives until `deadline` (at most until the next poll) and handle it."""
+        if self.gone:
+            raise LinkError(self.gone)
         if self.dead:
             raise LinkTimeout(f"{self.name}: the link already timed out")
         now = time.monotonic()
@@ -211,11 +227,11 @@ class SerialLink(BufferedLink):
             self._feed(b"", stale=True)
             self._rto = min(self._rto * 2, RTO_MAX)
             self._poll_at = now + self._rto
-        self.ser.timeout = max(0.0, min(deadline, self._poll_at) - now)
         try:
+            self.ser.timeout = max(0.0, min(deadline, self._poll_at) - now)  # reconfigures the port
             data = self.ser.read(max(1, self.ser.in_waiting))
         except (serial.SerialException, OSError) as e:
-            raise LinkError(f"{self.name}: serial port failed ({e}): was the board unplugged?") from None
+            raise self._port_failed(e) from None
         if data:
             self._feed(data)
 
@@ -225,10 +241,12 @@ class SerialLink(BufferedLink):
             # send then reaches its raw REPL, where an ACK is Ctrl-B, a POLL Ctrl-D and a
             # resent DATA frame text to run, so only CLOSE goes again
             return
+        if self.gone:
+            raise LinkError(self.gone)
         try:
             self.ser.write(data)
         except (serial.SerialException, OSError) as e:
-            raise LinkError(f"{self.name}: serial port failed ({e}): was the board unplugged?") from None
+            raise self._port_failed(e) from None
 
     def _said(self) -> str:
         said = bytes(self.recent_output).decode(errors="replace").strip()
@@ -267,6 +285,8 @@ class SerialLink(BufferedLink):
         return data
 
     def _send(self, data: bytes) -> None:
+        if self.gone:
+            raise LinkError(self.gone)
         if self.dead:
             # nothing more goes out on a failed link: a late `abort` reaching the board
             # once the line recovers would throw away what it staged (resume needs it)
@@ -288,6 +308,8 @@ class SerialLink(BufferedLink):
 
     def finish(self, timeout: float = 2.0) -> bool:
         """End the device session; True once the board said goodbye (within `timeout`)."""
+        if self.gone:
+            return False  # nobody to say goodbye to
         deadline = time.monotonic() + timeout
         self.closing = True
         try:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from uota_core.link import DEFAULT_TIMEOUT, LinkClosed, LinkError, LinkTimeout
 from uota_core.rawrepl import RawRepl, RawReplError
 from uota_core.resources import device_dir
-from uota_core.serial_link import MAXP, PrintSink, SerialLink, close_frame
+from uota_core.serial_link import MAXP, PrintSink, SerialLink, close_frame, port_gone
 from uota_core.serialport import open_port
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ _PROBE = (
 PARTIAL_LINE_WAIT = 0.1
 PARTIAL_LINE_MAX = 1024
 # device modules never injected: the boot-time stack, and what the serial session doesn't use
-_NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py"}
+_NOT_INJECTED = {"runtime.py", "boot_guard.py", "remoteio.py", "health.py"}
 
 
 class SerialTransportError(UotaError):
@@ -199,7 +199,10 @@ def _start(port: str, baud: int, mode: str, timeout: float, on_print: PrintSink 
     ser = open_port(port, baud)
     try:
         repl = _Repl(ser, port, timeout)
-        has = _launch(repl, baud, timeout, mode)
+        try:
+            has = _launch(repl, baud, timeout, mode)
+        except (serial.SerialException, OSError) as e:  # unplugged while entering the raw REPL
+            raise SerialTransportError(port_gone(port, e)) from None
         link = link_cls(ser, f"board on {port}", timeout, on_print, bytes(repl._rx), repl.key)
         try:
             link.wait_ready(timeout)

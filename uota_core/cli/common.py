@@ -35,7 +35,10 @@ def reports_errors(fn: F) -> F:
 
 
 def project_config() -> Config:
-    return load_config(find_project())
+    cfg = load_config(find_project())
+    for warning in cfg.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return cfg
 
 
 class PortParam(click.ParamType):
@@ -69,6 +72,19 @@ def json_option(fn: F) -> F:
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj))
+
+
+@contextmanager
+def status_line(first: str) -> Iterator[Callable[[str], None]]:
+    """An on_status callback: a live status line on a terminal's stderr; elsewhere (scripts,
+    CI) `first` once, so logs stay one line per wait."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        click.echo(f"{first}...", err=True)
+        yield lambda text: None
+        return
+    with console.status(first) as status:
+        yield lambda text: status.update(text)
 
 
 @contextmanager

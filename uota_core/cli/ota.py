@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -11,11 +12,13 @@ from uota_core.cli.common import (
     json_option,
     project_config,
     reports_errors,
+    status_line,
     transfer_progress,
     transport_options,
 )
-from uota_core.config import check_secret, check_version, write_secrets
-from uota_core.connect import open_session
+from uota_core.config import Config, check_secret, check_version, write_secrets
+from uota_core.connect import open_remoteio, open_session, resolve_transport, serial_port
+from uota_core.health import AppHealth, ConsoleQuery, RemoteIOQuery, wait_for_app
 from uota_core.push import PushResult, push
 
 
@@ -28,16 +31,49 @@ compress_option = click.option(
 verbose_option = click.option("-v", "--verbose", is_flag=True,
                               help="Also list the files left out by the secrets/backup lists or .uotaignore.")
 
+wait_option = click.option(
+    "--wait/--no-wait", default=True,
+    help="After the commit, wait for the board to come back and report whether the app is healthy "
+         "(exit 3: it crashed, 4: rolled back, 5: no verdict in time). --no-wait returns at the commit.")
 
-def _push(mode: str, host: str | None, port: int | None, transport: str | None, version: str | None,
-          wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False) -> None:
+
+def _push(mode: str, host: str | None, port: int | str | None, transport: str | None, version: str | None,
+          wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False, wait: bool = True) -> None:
     cfg = project_config()
     if version is not None:
         check_version(version)  # before connecting: the device would refuse it
     with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
         result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk,
                       compress=compress)
+    if wait and result.committed and result.release:
+        _report(result, False, verbose)  # what was sent, before the wait
+        health = _wait_for_app(cfg, transport, host, port, result)
+        click.echo(health.describe(), err=health.exit_code != 0)
+        if as_json:
+            emit_json({**_push_json(result), **health.as_json()})
+        sys.exit(health.exit_code)
     _report(result, as_json, verbose)
+
+
+def _wait_for_app(cfg: Config, transport: str | None, host: str | None, port: int | str | None,
+                  result: PushResult) -> AppHealth:
+    """Ask the board how the app fares: RemoteIO over WiFi, the console over serial (asking
+    over the UART would stop the boot it asks about)."""
+    query: RemoteIOQuery | ConsoleQuery
+    if resolve_transport(cfg, transport, port) == "serial":
+        query = ConsoleQuery(serial_port(cfg, port), int(cfg.get("serialBaud", 115200)), result.release)
+    else:
+        query = RemoteIOQuery(lambda: open_remoteio(cfg, "wifi_tcp", host, None, timeout=3.0))
+    healthy_after = float(cfg["healthyAfter"])
+    try:
+        with status_line(f"waiting for the app (healthyAfter {healthy_after:g}s)") as on_status:
+            return wait_for_app(query, result.release, result.version, healthy_after, on_status)
+    finally:
+        query.close()
+
+
+def _push_json(result: PushResult) -> dict[str, object]:
+    return {k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds")}
 
 
 def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
@@ -54,7 +90,7 @@ def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
     if result.excluded and not verbose:
         click.echo(f"({len(result.excluded)} left out by the secrets/backup lists or .uotaignore: -v lists them)")
     if as_json:
-        emit_json({k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds")})
+        emit_json(_push_json(result))
 
 
 
@@ -62,13 +98,14 @@ def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
 @transport_options
 @click.option("--version", "version", help="Version string to record (default: ota.json version).")
 @compress_option
+@wait_option
 @json_option
 @verbose_option
 @reports_errors
 def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool | None,
-         as_json: bool, verbose: bool) -> None:
-    """Push the fastOtaFiles (app/ and config/ by default) that changed."""
-    _push("fast", host, port, transport, version, False, compress, as_json, verbose)
+         wait: bool, as_json: bool, verbose: bool) -> None:
+    """Push the fastOtaFiles (app/ and config/ by default) that changed, then wait for the app."""
+    _push("fast", host, port, transport, version, False, compress, as_json, verbose, wait)
 
 
 @click.command()
@@ -76,13 +113,15 @@ def fast(host: str | None, port: int | None, transport: str | None, version: str
 @click.option("--version", "version", help="Version string to record (default: ota.json version).")
 @click.option("--wipe", is_flag=True, help="Resend everything and delete every other file (except lib/uota, data/, secrets).")
 @compress_option
+@wait_option
 @json_option
 @verbose_option
 @reports_errors
 def full(host: str | None, port: int | None, transport: str | None, version: str | None, wipe: bool,
-         compress: bool | None, as_json: bool, verbose: bool) -> None:
-    """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones."""
-    _push("full", host, port, transport, version, wipe, compress, as_json, verbose)
+         compress: bool | None, wait: bool, as_json: bool, verbose: bool) -> None:
+    """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones;
+    then wait for the app."""
+    _push("full", host, port, transport, version, wipe, compress, as_json, verbose, wait)
 
 
 @click.command()

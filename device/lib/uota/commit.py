@@ -126,6 +126,9 @@ def rollback():
     if not can_rollback():
         return False
     old = fs.read_json(fs.full(fs.PREV) + PREV_VERSION, {})
+    from uota import health
+
+    health.record_rollback(old.get("version", "") if isinstance(old, dict) else "")  # for the host's push
     fs.write_json(
         fs.full(fs.JOURNAL),
         {"src": fs.PREV, "backup": 0, "manifest": fs.PREV + PREV_MANIFEST,

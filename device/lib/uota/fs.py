@@ -13,6 +13,7 @@ PENDING = "ota_pending.txt"  # the set an OTA session is about to install
 VERSION = "ota_version.json"  # version + release alone: cheap to read
 JOURNAL = "ota_journal.json"
 BOOT_STATE = "ota_boot.json"
+CRASH = "ota_crash.json"  # the last crash/rollback, for the host's push (uota.health)
 SECRETS = "config/.ota.secrets.json"
 CONFIG = "config/ota.json"
 

@@ -61,10 +61,23 @@ def _builtin_free_mem():
     return gc.mem_free()
 
 
+def _builtin_health():
+    # how the boot after a push fares (uota.health): its code is loaded for the call only
+    from uota import load
+
+    try:
+        return load("uota.health").report()
+    finally:
+        rt = sys.modules.get("uota.runtime")
+        if rt:
+            rt.unload(("health",))
+
+
 _handlers["ping"] = lambda: "pong"
 _handlers["version"] = _builtin_version
 _handlers["free_mem"] = _builtin_free_mem
 _handlers["uptime_ms"] = lambda: time.ticks_diff(time.ticks_ms(), _boot_ticks)
+_handlers["uota_health"] = _builtin_health
 
 
 def _capture(text):

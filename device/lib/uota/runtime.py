@@ -16,12 +16,14 @@ _app = {"state": "starting", "at": 0}
 
 
 def _print_exception(e):
-    # through print(), so RemoteIO listeners see the traceback too
+    # through print(), so RemoteIO listeners see the traceback too; returned for the record
     import io
 
     buf = io.StringIO()
     sys.print_exception(e, buf)
-    print(buf.getvalue(), end="")
+    text = buf.getvalue()
+    print(text, end="")
+    return text
 
 
 APP_ENTRY = "app/main"  # the user's entry point (app/main.py or .mpy), imported as app.main
@@ -57,7 +59,7 @@ def _run_app():
     except BaseException as e:  # any app failure must leave the OTA loop running
         boot_guard.app_crashed = True  # before anything else: a host reset now can't hide it
         print("uota: the app crashed:")
-        _print_exception(e)
+        _app["trace"] = _print_exception(e)  # for the host's push (uota.health)
         _app["at"] = time.ticks_ms()
         _app["state"] = "crashed"
 
@@ -69,7 +71,7 @@ _SESSION_MODULES = ("session", "staging", "pending", "admin", "channel", "auth",
 # what a session may load after the app started, in dependency order (uota.throttle: the
 # first wrong guess)
 _WARM = ("paths", "auth", "channel", "mlist", "tree", "packed", "seal", "session", "commit", "staging",
-         "pending", "admin", "throttle")
+         "pending", "admin", "throttle", "health")
 
 
 def _intern_session_names():
@@ -151,6 +153,16 @@ def _guard_tick(healthy_ms, started):
     if (boot_guard.healthy_requested or state == "returned"
             or (state == "running" and time.ticks_diff(time.ticks_ms(), started) >= healthy_ms)):
         boot_guard.mark_clean()
+    elif state == "crashed" and not _app.get("recorded"):
+        # on flash before the reset, so a host that asks after it (uota.health) still gets
+        # the traceback; written here, loading no module: a serial host's Ctrl-C often
+        # lands right now, as a crash at import is early in a boot
+        _app["recorded"] = True
+        from uota import fs
+
+        rec = fs.version_info()
+        rec["trace"] = (_app.get("trace") or "")[-1500:]
+        fs.write_json(fs.full(fs.CRASH), rec)
     elif state == "crashed" and time.ticks_diff(time.ticks_ms(), _app["at"]) >= CRASH_GRACE_MS:
         from uota import commit
 
@@ -223,7 +235,7 @@ def main():
         remoteio.password = sec.get("otaPassword") or ""  # an older stack's key: no client gets in
     del sec
     del fs
-    unload(("commit", "tree", "mlist", "paths"))  # boot-time only
+    unload(("commit", "tree", "mlist", "paths", "health"))  # boot-time only
     gc.collect()
     _intern_session_names()
     healthy_ms = int(cfg.get("healthyAfter", 10) * 1000)
