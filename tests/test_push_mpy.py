@@ -175,15 +175,15 @@ def test_mpy_files_replace_their_py_in_one_commit_and_import(ota_board: VirtualB
     write_app(ota_project)
     first = pushed(ota_board, ota_project)  # mpyFiles is lib/** by default: the app goes as source
     assert {"app/app.py", "app/util.py"} <= set(first.sent) and first.as_mpy == []
-    assert first.compiled == 3  # app.py, util.py, main.py: checked, and their bytecode cached
+    assert first.compiled == 3  # app.py, util.py, app/main.py: checked, and their bytecode cached
     assert answer(ota_board) == [42, "app/app.py"]
 
     set_config(ota_project, mpyFiles=["app/**"])
     second = pushed(ota_board, ota_project, version="1.1.0")
-    assert sorted(second.sent) == ["app/app.mpy", "app/util.mpy", "config/ota.json"], second.sent
-    assert sorted(second.deleted) == ["app/app.py", "app/util.py"]
+    assert sorted(second.sent) == ["app/app.mpy", "app/main.mpy", "app/util.mpy", "config/ota.json"], second.sent
+    assert sorted(second.deleted) == ["app/app.py", "app/main.py", "app/util.py"]
     # the check of the first push compiled them for this board already: all from the cache
-    assert second.as_mpy == ["app/app.py", "app/util.py"] and second.compiled == 0
+    assert second.as_mpy == ["app/app.py", "app/main.py", "app/util.py"] and second.compiled == 0
     assert second.bytes == sum(len(ota_board.read_file(f"/{p}")) for p in second.sent)  # .mpy sizes
     assert answer(ota_board) == [42, "app/app.mpy"]  # the app imported the bytecode
     names = ota_board.listdir("/app")
@@ -200,8 +200,8 @@ def test_mpy_files_replace_their_py_in_one_commit_and_import(ota_board: VirtualB
 
     set_config(ota_project, mpyFiles=[])  # back to source: the .mpy files go in the same commit
     fifth = pushed(ota_board, ota_project, version="1.1.2")
-    assert sorted(fifth.sent) == ["app/app.py", "app/util.py", "config/ota.json"]
-    assert sorted(fifth.deleted) == ["app/app.mpy", "app/util.mpy"]
+    assert sorted(fifth.sent) == ["app/app.py", "app/main.py", "app/util.py", "config/ota.json"]
+    assert sorted(fifth.deleted) == ["app/app.mpy", "app/main.mpy", "app/util.mpy"]
     assert answer(ota_board) == [43, "app/app.py"]
 
 
@@ -239,6 +239,10 @@ def test_a_board_whose_mpy_version_mpy_cross_cannot_write_gets_source_and_one_wa
 def test_over_serial_a_plain_micropython_board_gets_mpy_files_that_run(board: VirtualBoard,
                                                                        ota_project: Path) -> None:
     # no uota on the board: the session code goes into its RAM; the app lands as bytecode
+    # a plain board runs its own main.py (uota's launcher isn't there to start app/main.py)
+    board.power_cut()
+    board.write_file("/main.py", "import app.main\n")
+    board.power_on()
     board.wait_repl(timeout=10)
     (ota_project / "app" / "app.py").write_text("def run():\n    print('app started from', __file__)\n")
     set_config(ota_project, mpyFiles=["app/**"])
@@ -246,6 +250,6 @@ def test_over_serial_a_plain_micropython_board_gets_mpy_files_that_run(board: Vi
     with open_session(cfg, "serial", port=board.serial_port) as s:
         assert s.info is not None and s.info.mpy == 6
         result = push(s, cfg)
-    assert result.committed and "app/app.mpy" in result.sent and result.as_mpy == ["app/app.py"]
+    assert result.committed and "app/app.mpy" in result.sent and result.as_mpy == ["app/app.py", "app/main.py"]
     board.expect("app started from app/app.mpy", timeout=20)
     assert "app.py" not in board.listdir("/app")
