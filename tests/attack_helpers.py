@@ -115,7 +115,8 @@ def healthy_board(tmp: Path, name: str, **secrets: str) -> Iterator[tuple[Virtua
     pushed app has been marked healthy: for a module's tests to share."""
     project = make_project(tmp / "proj", **secrets)
     with secured_board(tmp / "board", project, name=name) as board:
-        board.expect("boot marked healthy", timeout=20)
+        # the pushed app's boot, not the bootstrap's (a board with no app yet is healthy too)
+        board.expect(r"app started[\s\S]*boot marked healthy", timeout=20)
         yield board, project
 
 

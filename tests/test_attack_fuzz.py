@@ -142,7 +142,7 @@ def test_a_manifest_with_utf8_paths_or_crlf_lines_is_read_to_its_exact_end(fuzz_
                                                                            eol: str) -> None:
     # the device once counted characters, not bytes (and not the stripped \r), so it read
     # past such a manifest and swallowed the next command
-    files = {"app/caf\u00e9.py": STAGE_SHA, "app/\u65e5\u672c.py": STAGE_SHA, "main.py": STAGE_SHA}
+    files = {"app/caf\u00e9.py": STAGE_SHA, "app/\u65e5\u672c.py": STAGE_SHA, "app/main.py": STAGE_SHA}
     lines = ['uota-manifest-lines 1 {"version":"u"}'] + [f"{p}:{h}" for p, h in sorted(files.items())]
     body = eol.join(lines).encode() + eol.encode()
     conn = LineSocket(fuzz_board.host)
