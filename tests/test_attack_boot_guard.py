@@ -43,7 +43,7 @@ def guarded(tmp_path: Path):
     # healthyAfter 60 s: within this test only uota.mark_healthy() makes a boot clean
     project = make_project(tmp_path / "proj", app=GOOD_APP, healthyAfter=60)
     with secured_board(tmp_path / "board", project, name="guardboard", app_up="good app up") as board:
-        board.expect("boot marked healthy", timeout=20)
+        board.expect(r"good app up[\s\S]*boot marked healthy", timeout=20)  # the pushed app's boot
         yield board, project
 
 

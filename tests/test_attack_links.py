@@ -38,7 +38,7 @@ def new_release(project: Path, tag: str, files: int = 4, size: int = 6000) -> di
 def linked(tmp_path: Path):
     project = make_project(tmp_path / "proj")
     with secured_board(tmp_path / "board", project, name="linkboard") as board:
-        board.expect("boot marked healthy", timeout=30)
+        board.expect(r"app started[\s\S]*boot marked healthy", timeout=30)  # the pushed app's boot
         yield board, project
 
 

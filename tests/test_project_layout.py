@@ -73,13 +73,13 @@ def test_bootstrap_migrates_an_old_project_and_its_app_runs(tmp_path: Path, monk
         board.expect("uota: no app yet", 30)  # bootstrap leaves a board that boots cleanly
         wait_reachable(board.host, 2018)
         first_push(root, board)
-        board.expect("boot marked healthy", 30)
+        board.expect(r"app started[\s\S]*boot marked healthy", 30)  # the pushed app's boot
         assert board.read_file("/main.py") == (Path(__file__).parents[1] / "device" / "main.py").read_bytes()
 
 
 def test_an_entry_point_that_raises_is_rolled_back_and_ota_stays_up(ota_board: VirtualBoard, ota_project: Path) -> None:
     first_push(ota_project, ota_board)
-    ota_board.expect("boot marked healthy", 30)
+    ota_board.expect(r"app started[\s\S]*boot marked healthy", 30)  # the pushed app's boot
     entry = ota_project / "app" / "main.py"
     good = entry.read_text()
     entry.write_text("raise ValueError('entry broke')\n")

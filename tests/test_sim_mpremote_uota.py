@@ -23,7 +23,8 @@ TOOL_WAIT = 40  # a hang shows as a failure after this, not as the test's timeou
 def test_mpremote_ls_cp_exec_soft_reset_on_a_bootstrapped_board(
         ota_board: VirtualBoard, ota_project: Path, tmp_path: Path) -> None:
     first_push(ota_project, ota_board)
-    ota_board.expect("boot marked healthy", 30)
+    # the pushed app's boot (the bootstrap's was healthy too); its loop printed LISTENING before
+    ota_board.expect(r"app started[\s\S]*boot marked healthy", 30)
     loops_started = ota_board.console.count(LISTENING)
 
     listing = mpremote(ota_board, "fs", "ls", timeout=TOOL_WAIT)
