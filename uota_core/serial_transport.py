@@ -87,13 +87,16 @@ def _strip(source: bytes) -> bytes:
     return b"\n".join(ln for ln in source.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")) + b"\n"
 
 
+def _readable(data: bytes) -> bool:
+    return sum(32 <= b < 127 or b in (9, 10, 13) for b in data) >= 0.7 * len(data)
+
+
 def _diagnose(port: str, seen: bytes, baud: int) -> SerialTransportError:
     if not seen:
         return SerialTransportError(
             f"the board on {port} is not responding: is it powered, running MicroPython, and the right "
             "port? (press its reset button, or reflash MicroPython)")
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in seen) / len(seen)
-    if printable < 0.7:
+    if not _readable(seen):
         return SerialTransportError(
             f"{port} answers with unreadable bytes at {baud} baud: wrong baud rate? ESP32 MicroPython "
             "uses 115200 (pass --baud 115200)")
@@ -103,19 +106,27 @@ def _diagnose(port: str, seen: bytes, baud: int) -> SerialTransportError:
         "MicroPython, and is no other program using the port?")
 
 
-def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0) -> None:
-    """Interrupt what runs and enter the raw REPL, with a diagnosis if the board won't."""
+def enter_raw_repl(repl: RawRepl, baud: int, timeout: float = 6.0, patience: float = 30.0) -> None:
+    """Interrupt what runs and enter the raw REPL, with a diagnosis if the board won't.
+
+    A board that stays silent for `timeout` s fails; one that keeps printing (a slow boot, a
+    busy app, a loaded machine) gets up to `patience` s."""
     ser = repl.serial
     ser.reset_input_buffer()
     ser.write(b"\r\x03")  # stop the app's main loop (the OTA event loop on a uota board)
     seen = bytearray()
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     unstuck = False
     while time.monotonic() < deadline:
         ser.write(b"\r\x01")
         wait_until = time.monotonic() + 0.4
         while time.monotonic() < wait_until:
-            seen += ser.read(max(1, ser.in_waiting))
+            got = ser.read(max(1, ser.in_waiting))
+            if got:
+                seen += got
+                if _readable(got):  # garbage (a wrong baud rate) earns no extra time
+                    deadline = min(max(deadline, time.monotonic() + timeout), started + patience)
             i = seen.rfind(RAW_BANNER)
             if i >= 0:
                 repl._rx = bytearray(seen[i + len(RAW_BANNER):])
