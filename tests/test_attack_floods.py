@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from attack_helpers import PASSWORD, closed_by_device, healthy_board
+from attack_helpers import PASSWORD, closed_by_device, healthy_board, wait_until
+from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
@@ -59,6 +60,72 @@ def test_idle_strangers_do_not_lock_the_owner_out(floods: VirtualBoard) -> None:
             s.close()
     print("owner's version behind 6 idle strangers, s:", " ".join(f"{w:.2f}" for w in waits))
     assert max(waits) <= OWNER_BOUND, f"the owner waited {max(waits):.1f}s behind idle strangers: {waits}"
+
+
+CHURN_PER_S = 50
+CHURN_THREADS = 3  # a connect waits while the board's listen queue is full: several keep the pace
+CHURN_S = 4.0
+STRANGER = "127.0.0.77"  # the stranger's own source address, as an attacker on the LAN
+
+
+def churn(board: VirtualBoard, port: int, stop: threading.Event, opened: list[int]) -> None:
+    """A stranger's connection churn: open, send a byte, leave it idle, at its share of
+    CHURN_PER_S a second."""
+    held: list[socket.socket] = []
+    try:
+        until = time.monotonic() + CHURN_S + 30  # bounded even if the test's stop never comes
+        while time.monotonic() < until and not stop.wait(CHURN_THREADS / CHURN_PER_S):
+            s = socket.socket()
+            try:
+                s.bind((STRANGER, 0))
+                s.settimeout(2)
+                s.connect((board.host, port))
+                s.send(b"h")
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            opened[0] += 1
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.mark.parametrize("port", [2018, 2019])
+def test_a_stranger_churning_connections_does_not_shut_the_owner_out(floods: VirtualBoard, port: int) -> None:
+    # every newcomer used to push out the oldest unauthenticated connection, the owner's
+    # mid-handshake among them: at 50/s the owner's `version` failed 7 of 7
+    board = floods
+    stop = threading.Event()
+    opened = [0]
+    workers = [threading.Thread(target=churn, args=(board, port, stop, opened), daemon=True)
+               for _ in range(CHURN_THREADS)]
+    for w in workers:
+        w.start()
+    results: list[str] = []
+    try:
+        wait_until(lambda: opened[0] >= 10, 10, "the churn to start")
+        began, was = time.monotonic(), opened[0]
+        until = began + CHURN_S
+        while time.monotonic() < until and len(results) < 1000:
+            try:
+                if port == 2018:
+                    owner_version(board, timeout=10)
+                else:
+                    with RemoteIOClient(board.host, password=PASSWORD, timeout=10) as rio:
+                        assert rio.call("ping") == "pong"
+                results.append("ok")
+            except (UotaError, OSError) as e:
+                results.append(f"{type(e).__name__}: {e}")
+        churned, took = opened[0] - was, time.monotonic() - began
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(40)
+    failed = [r for r in results if r != "ok"]
+    print(f"port {port}: the owner got in {len(results) - len(failed)} of {len(results)} times "
+          f"under a churn of {churned} connections in {took:.1f} s")
+    assert results and not failed, f"{len(failed)} of the owner's {len(results)} tries failed: {failed[:3]}"
 
 
 def test_a_stranger_flooding_calls_is_dropped_and_costs_the_others_nothing(floods: VirtualBoard) -> None:

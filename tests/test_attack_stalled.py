@@ -121,3 +121,57 @@ def test_the_deadline_holds_while_the_app_allocates(tmp_path: Path) -> None:
             assert s.ping()
     assert ota_cut is not None, "a silent OTA stranger outlived the 5 s deadline while the app allocated"
     assert rio_cut is not None, "a silent RemoteIO stranger outlived the 5 s deadline while the app allocated"
+
+
+RECORD_S = 5.0  # device/lib/uota/seal.py RECORD_MS: a record whole within this of its head
+COMMAND_S = 15.0  # device/lib/uota/session.py COMMAND_MS: an authenticated session's idle limit
+HOLD_S = 40.0  # how long the holder would hold (the old per-read idle limit was 30 s per byte)
+
+
+def authenticated_holder(board: VirtualBoard, dribble: bool, stop: threading.Event) -> threading.Thread:
+    """A password holder (or a relay that passed the owner's session through) that
+    authenticates, then holds the session: idle, or with a 1024-byte record's head and a
+    byte a second of its body. Returns once the session is authenticated."""
+    s = Session(TcpLink(board.host, 2018, timeout=30), PASSWORD)
+    s.open()
+    sock = s.link.inner._sock  # under the record layer: these bytes are not a whole record
+
+    def hold() -> None:
+        try:
+            if dribble:
+                sock.sendall(b"\x04\x00")
+            until = time.monotonic() + HOLD_S
+            while time.monotonic() < until and not stop.wait(1.0):
+                if dribble:
+                    sock.sendall(b"\x00")
+        except OSError:
+            pass  # the device cut it off
+        finally:
+            sock.close()
+
+    worker = threading.Thread(target=hold, daemon=True)
+    worker.start()
+    return worker
+
+
+@pytest.mark.parametrize("dribble, bound", [pytest.param(True, RECORD_S, id="partial-record"),
+                                            pytest.param(False, COMMAND_S, id="idle")])
+def test_an_authenticated_session_that_stalls_does_not_keep_the_owner_out(guarded: VirtualBoard, dribble: bool,
+                                                                          bound: float) -> None:
+    board = guarded
+    stop = threading.Event()
+    worker = authenticated_holder(board, dribble, stop)
+    try:
+        started = time.monotonic()
+        with Session(TcpLink(board.host, 2018, timeout=HOLD_S + 10), PASSWORD) as s:
+            s.open()
+            s.version()
+        owner_waited = time.monotonic() - started
+        with RemoteIOClient(board.host, password=PASSWORD) as rio:  # the event loop runs again
+            assert rio.call("ping") == "pong"
+    finally:
+        stop.set()
+        worker.join(5)
+    print(f"the owner's version behind a stalled session ({'partial record' if dribble else 'idle'}): "
+          f"{owner_waited:.2f}s")
+    assert owner_waited <= bound + SLACK, f"the owner waited {owner_waited:.1f}s behind a stalled authenticated session"

@@ -292,10 +292,13 @@ def _read(c):
 
 
 def _make_room(c):
-    # the oldest of the new client's kind goes: a stranger never pushes a listener out
+    # the oldest of the new client's kind goes: a stranger never pushes a listener out, and
+    # a stranger that hasn't sent a challenge goes before one that has (the owner mid-
+    # handshake, under a churn of connections that send a byte or nothing)
     mine = [o for o in _clients if o.authed == c.authed]
     if len(mine) >= (MAX_CLIENTS if c.authed else MAX_STRANGERS):
-        _drop(mine[0])
+        fresh = [o for o in mine if o.hnonce is None]
+        _drop((fresh or mine)[0])
 
 
 def _answer_guesses():

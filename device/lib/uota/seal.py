@@ -14,6 +14,7 @@ from cryptolib import aes
 from uota import auth
 
 MAX = 1024  # plaintext bytes per record: bounds the device's buffers
+RECORD_MS = 5000  # a record must arrive whole this soon after its first byte, or go out this soon (WiFi TCP)
 PROTO = 3
 
 
@@ -201,7 +202,15 @@ class Sealed:
         mv = memoryview(self.rec)
         self._fill(mv[:2])
         end = size(mv)
-        self._fill(mv[2:end])
+        # a peer that sends a record's head and then a byte now and then holds the event
+        # loop: the rest must come within RECORD_MS (a transport without bound() has its own)
+        bound = getattr(self.raw, "bound", None)
+        prev = bound(RECORD_MS) if bound else None
+        try:
+            self._fill(mv[2:end])
+        finally:
+            if bound:
+                self.raw.unbound(prev)
         self.pos, self.end = 2, 2 + self.rx.open(mv[:end])
 
     def readinto(self, mv):
@@ -222,7 +231,15 @@ class Sealed:
     def write(self, data):
         src = memoryview(data)
         o = memoryview(self.out)
+        bound = getattr(self.raw, "bound", None)
         while src:
             n = min(len(src), MAX)
-            self.raw.write(o[: self.tx.seal(src[:n], o)])
+            o_n = self.tx.seal(src[:n], o)
+            # nor does a peer that stops reading hold it: each record goes within RECORD_MS
+            prev = bound(RECORD_MS) if bound else None
+            try:
+                self.raw.write(o[:o_n])
+            finally:
+                if bound:
+                    self.raw.unbound(prev)
             src = src[n:]

@@ -9,6 +9,7 @@ from uota import fs, paths, auth
 from uota.channel import Channel, Closed
 
 CHUNK = 1024
+COMMAND_MS = 15000  # an authenticated session with no whole command line this long ends (WiFi TCP)
 OPEN_COMMANDS = ("ping", "hello", "challenge", "auth")
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
@@ -53,10 +54,18 @@ class Session:
 
     def run(self):
         """Serve commands until the peer goes away; True if the device should reset."""
+        # The session has the event loop to itself: a peer that holds it idle, or trickles
+        # a line, must not keep the owner out for long. Bodies are bounded per record.
+        bound = getattr(self.base, "bound", None)
         try:
             while not self.reset:
                 try:
-                    line = self.ch.readline()
+                    prev = bound(COMMAND_MS) if bound else None
+                    try:
+                        line = self.ch.readline()
+                    finally:
+                        if bound:
+                            self.base.unbound(prev)
                 except ValueError as e:
                     self.ch.reply("error: %s" % e)  # line too long / not UTF-8
                     break

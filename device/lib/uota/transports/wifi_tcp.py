@@ -12,7 +12,7 @@ _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", err
 
 AUTH_MS = 5000  # a connection must authenticate this soon after it is accepted
 IDLE_MS = 30000  # an authenticated session may wait this long for each read or write
-WAITING = 4  # unauthenticated OTA connections held at once (the oldest silent one makes room)
+WAITING = 4  # unauthenticated OTA connections held at once (the least advanced makes room)
 
 
 class Later(Exception):
@@ -41,6 +41,19 @@ class SocketStream:
         self.until = time.ticks_add(time.ticks_ms(), first_ms)
         self.turn = 0  # recvs left in this lobby turn
         self.session = None  # created when its first bytes arrive
+        self.by = None  # ticks_ms by which the reads/writes under way must be done (bound())
+
+    def bound(self, ms):
+        """Reads and writes from now on must be done within `ms` (or by the bound already
+        set, if sooner); the previous bound, for unbound()."""
+        prev = self.by
+        at = time.ticks_add(time.ticks_ms(), ms)
+        if prev is None or time.ticks_diff(at, prev) < 0:
+            self.by = at
+        return prev
+
+    def unbound(self, prev):
+        self.by = prev
 
     def authenticated(self):
         self.until = None
@@ -66,6 +79,8 @@ class SocketStream:
         self.poller.modify(self.sock, event)
         try:
             until = time.ticks_add(time.ticks_ms(), IDLE_MS)
+            if self.by is not None and time.ticks_diff(self.by, until) < 0:
+                until = self.by
             while True:
                 left = time.ticks_diff(until, time.ticks_ms())
                 if left <= 0:
@@ -127,6 +142,14 @@ class SocketStream:
             self.sock.close()
         except OSError:
             pass
+
+
+def _progress(st):
+    # how far an unauthenticated connection got: 0 no hello answered, 1 hello, 2 challenge
+    s = st.session
+    if s is None or not s.nonce:
+        return 0
+    return 2 if s.hnonce else 1
 
 
 def listen(port, backlog=2):
@@ -219,13 +242,14 @@ class WifiTcp:
         return ready
 
     def _evict(self):
-        # the oldest connection that never sent a byte, else the oldest: a stranger that
-        # opens idle connections can't push out one that is authenticating
-        victim = self.waiting[0]
+        # the oldest of the least advanced in the handshake (no hello answered < hello <
+        # challenge): a stranger that opens connections, idle or with a byte or two, as
+        # fast as it can only pushes out its own, never one that is authenticating
+        victim, rank = None, 3
         for st in self.waiting:
-            if st.session is None:
-                victim = st
-                break
+            r = _progress(st)
+            if r < rank:
+                victim, rank = st, r
         self.drop(victim)
 
     def drop(self, stream):
