@@ -19,7 +19,7 @@ from uota_core.auth import derive_key
 from uota_core.bootstrap import install_offline
 from uota_core.config import load_config
 from uota_core.connect import wait_reachable
-from uota_core.seal import SessionKeys, proof
+from uota_core.seal import SessionKeys, hello_sum, proof
 from uota_core.sim import VirtualBoard
 
 PASSWORD = "st4ple-Battery-h0rse-c0rrect"
@@ -149,17 +149,18 @@ def outside_staging(snapshot: dict[str, str]) -> dict[str, str]:
 
 
 def raw_login(ask: Callable[[bytes], bytes], password: str, hello: bytes | None = None) -> SessionKeys:
-    """The protocol-3 handshake by hand over `ask` (send bytes, return the reply line):
-    hello (unless its reply is given), challenge, the device's proof checked, auth. The
-    keys of the records that every later byte must travel in."""
+    """The protocol-4 handshake by hand over `ask` (send bytes, return the reply line
+    without its newline): hello (unless its reply is given), challenge, the device's proof
+    checked, auth. The keys of the records that every later byte must travel in."""
     if hello is None:
         hello = ask(b"hello\n")
     info = json.loads(hello[6:])
+    hsum = hello_sum(hello + b"\n")  # the line as the device sent it
     key = derive_key(password, info["salt"], info["iter"])
     host_nonce = os.urandom(16).hex()
     reply = ask(f"challenge {host_nonce}\n".encode())
-    assert reply == b"proof " + proof(key, "dev", info["id"], info["nonce"], host_nonce).encode(), reply
-    assert ask(f"auth {proof(key, 'host', info['id'], info['nonce'], host_nonce)}\n".encode()) == b"ok"
+    assert reply == b"proof " + proof(key, "dev", info["id"], info["nonce"], host_nonce, hsum).encode(), reply
+    assert ask(f"auth {proof(key, 'host', info['id'], info['nonce'], host_nonce, hsum)}\n".encode()) == b"ok"
     return SessionKeys.derive(key, info["id"], info["nonce"], host_nonce)
 
 

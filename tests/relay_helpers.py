@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from uota_core.seal import PROTO
+
 
 HOLD = 2  # records a reordering relay holds back before sending them swapped
 
@@ -30,11 +32,16 @@ class Relay:
     host's proof with `ok`, does `mode` to what follows in direction `way` ("up": host to
     board, "down": board to host): "inject" sends `inject` as if from the other end,
     "reorder" swaps the first two records, "replay" sends the first one twice, "drop" leaves
-    it out, "read" only listens. It records all it saw."""
+    it out, "read" only listens. It records all it saw. `edit_hello` rewrites the board's
+    hello line (its first line: the reply to `hello`, or RemoteIO's greeting) on its way to
+    the host."""
 
     def __init__(self, target: tuple[str, int], mode: str, inject: bytes = b"", way: str = "up",
-                 rio: bool = False) -> None:
+                 rio: bool = False, edit_hello: Callable[[bytes], bytes] | None = None) -> None:
         self.target, self.mode, self.inject, self.way = target, mode, inject, way
+        self.edit_hello = edit_hello
+        self.hello_sent = b""  # the hello line as the host got it, once edited
+        self._hello = b""  # the board's bytes held back until its hello line is whole
         # the host's proof, and the board's answer to it (the last bytes in clear)
         self.proof, self.ok = (b'{"auth": "', b'{"auth": "ok"}\n') if rio else (b"\nauth ", b"ok\n")
         self.to_board = bytearray()  # what the board got from the relay
@@ -73,6 +80,13 @@ class Relay:
                         return
                     if s is board:
                         self.to_host += data
+                        if self.edit_hello and not self.hello_sent:
+                            self._hello += data
+                            if b"\n" not in self._hello:
+                                continue
+                            line, rest = self._hello.split(b"\n", 1)
+                            self.hello_sent = self.edit_hello(line + b"\n")
+                            data = self.hello_sent + rest
                         if not self.sealed.is_set() and self.proof in b"\n" + bytes(self.to_board):
                             after_proof += data
                             if after_proof.startswith(self.ok):
@@ -203,7 +217,7 @@ class Impostor:
         self.close()
 
 
-def fake_hello(proto: int = 3, auth: bool = True, iterations: int = 100_000) -> dict:
+def fake_hello(proto: int = PROTO, auth: bool = True, iterations: int = 100_000) -> dict:
     return {"proto": proto, "id": "0badc0de", "nonce": os.urandom(16).hex(), "auth": auth,
             "salt": os.urandom(16).hex() if proto >= 3 else "", "iter": iterations if proto >= 3 else 0,
             "signed": False, "version": "", "release": 0, "free": 100000}

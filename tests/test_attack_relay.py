@@ -1,7 +1,8 @@
 """Attacks on the handshake itself (issue 11, breaks 3 and 9): a relay that passes a real
 host's handshake through, on the OTA port or RemoteIO's, and then injects, reorders,
-replays, drops or reads; impostor devices that can't prove the key; what a captured
-handshake gives an offline guesser. Authentication is mutual and every later byte travels
+replays, drops or reads; a relay that edits the board's hello on its way (the `mpy` a
+push compiles for, what `uota info` shows); impostor devices that can't prove the key;
+what a captured handshake gives an offline guesser. Authentication is mutual and every later byte travels
 in MAC'd, encrypted records (docs/protocol.md "Authentication", "Records", "RemoteIO")."""
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from attack_helpers import HEALTHY_APP, PASSWORD, TapProxy, flash_hashes, make_project, secured_board, wait_until
 from relay_helpers import Impostor, Relay, fake_hello, ota_impostor
+from uota_core.cli import cli
 from uota_core.link import LinkClosed, LinkError
 from uota_core.remoteio import RemoteIOClient
-from uota_core.seal import RecordError
+from uota_core.seal import PROTO, RecordError
 from uota_core.session import AuthError, Session
 from uota_core.sim import VirtualBoard
 from uota_core.tcp import TcpLink
@@ -40,7 +44,9 @@ def board(tmp_path_factory: pytest.TempPathFactory):
     cfg = project / "config" / "ota.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "ssid": "lab", "password": WIFI_PASSWORD}))
     with secured_board(tmp / "board", project, name="relayboard") as b:
-        b.expect(r"app started[\s\S]*boot marked healthy", timeout=20)  # the pushed app's boot
+        # the pushed app's healthy mark, not the bootstrap boot's: tests snapshot the flash,
+        # which the mark writes
+        b.expect(r"app started[\s\S]*boot marked healthy", timeout=20)
         assert WIFI_PASSWORD.encode() in b.read_file("/config/ota.json")
         yield b
 
@@ -114,6 +120,52 @@ def test_a_relay_reads_nothing_of_a_session(board: VirtualBoard) -> None:
     assert b"get config/ota.json" not in relay.to_board  # nor which file was asked for
 
 
+def replaced(pattern: bytes, value: bytes) -> Callable[[bytes], bytes]:
+    """An edit of the hello line: the first match of `pattern`'s group 1 becomes `value`."""
+
+    def edit(line: bytes) -> bytes:
+        m = re.search(pattern, line)
+        return line if m is None else line[: m.start(1)] + value + line[m.end(1):]
+
+    return edit
+
+
+def original_hello(relay: Relay) -> bytes:
+    """The board's hello line as it sent it (the relay passed on an edited one)."""
+    return bytes(relay.to_host).split(b"\n", 1)[0] + b"\n"
+
+
+# what a host acts on: the .mpy version a push compiles for (issue 11: 6 became 5, the app
+# failed and the board rolled back), and what `uota info` shows
+OTA_HELLO_EDITS = {
+    "mpy": replaced(rb'"mpy": (\d+)', b"5"),
+    "version": replaced(rb'"version": ("[^"]*")', b'"6.6.6-evil"'),
+    "release": replaced(rb'"release": (\d+)', b"999999"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(OTA_HELLO_EDITS))
+def test_a_relay_cannot_edit_the_hello_reply(board: VirtualBoard, field: str) -> None:
+    with Relay((board.host, 2018), "read", edit_hello=OTA_HELLO_EDITS[field]) as relay:
+        with Session(TcpLink(*relay.addr, timeout=5), PASSWORD) as s, \
+                pytest.raises(AuthError, match="impostor or a relay"):
+            s.open()
+    assert relay.hello_sent and relay.hello_sent != original_hello(relay), relay.hello_sent
+    # the host checked the device's proof, which covers the hello it got, and sent nothing keyed
+    assert re.fullmatch(rb"hello\nchallenge [0-9a-f]{32}\n", relay.to_board), relay.to_board
+
+
+def test_uota_info_refuses_a_hello_a_relay_edited(board: VirtualBoard, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(make_project(tmp_path / "proj", password=PASSWORD))
+    with Relay((board.host, 2018), "read", edit_hello=OTA_HELLO_EDITS["version"]) as relay:
+        result = CliRunner().invoke(cli, ["info", "--host", relay.addr[0], "--port", str(relay.addr[1])])
+    assert result.exit_code == 1, result.output
+    assert "error: " in result.output and "a relay" in result.output, result.output
+    assert "6.6.6-evil" not in result.output  # the made-up version is not shown
+    assert b"auth " not in relay.to_board
+
+
 def test_an_impostor_that_cannot_prove_the_key_gets_nothing() -> None:
     with Impostor(ota_impostor(fake_hello())) as fake:
         with Session(TcpLink(*fake.addr), PASSWORD) as s, pytest.raises(AuthError, match="impostor or a relay"):
@@ -126,15 +178,16 @@ def test_an_impostor_that_cannot_prove_the_key_gets_nothing() -> None:
 @pytest.mark.parametrize("hello,message", [
     (fake_hello(auth=False), "asks for no OTA password"),  # pretends to have no password
     (fake_hello(proto=2), "older uota stack"),  # an older stack's crackable handshake
+    (fake_hello(proto=3), "older uota stack"),  # its proofs don't cover the hello
     (fake_hello(iterations=1000), "PBKDF2 iterations"),  # a cheap key to attack offline
-], ids=["no-password", "protocol-2", "few-iterations"])
+], ids=["no-password", "protocol-2", "protocol-3", "few-iterations"])
 def test_a_device_that_asks_for_less_gets_nothing(hello: dict, message: str) -> None:
     with Impostor(ota_impostor(hello)) as fake:
         with Session(TcpLink(*fake.addr), PASSWORD) as s, pytest.raises(AuthError, match=message) as e:
             s.open()
         sent = fake.wait()
     assert sent == b"hello\n", sent
-    if hello["proto"] < 3 or not hello["auth"]:
+    if hello["proto"] < PROTO or not hello["auth"]:
         assert "re-run `uota bootstrap`" in str(e.value)
 
 
@@ -169,21 +222,22 @@ def test_a_captured_handshake_costs_a_pbkdf2_per_guess(board: VirtualBoard) -> N
     # guesses/s. Now every keyed value on the wire is keyed with PBKDF2(password, salt, >=
     # 100,000 iterations), and neither the wire nor the board holds SHA256(password)
     from uota_core.auth import MIN_ITERATIONS, derive_key
-    from uota_core.seal import proof
+    from uota_core.seal import hello_sum, proof
 
     with TapProxy((board.host, 2018)) as tap:
         with Session(TcpLink(*tap.addr), PASSWORD) as s:
             s.open()
             s.version()
         to_board, to_host = bytes(tap.to_server), bytes(tap.to_client)
-    hello = json.loads(to_host.split(b"\n", 1)[0][6:])
+    line = to_host.split(b"\n", 1)[0] + b"\n"
+    hello, hsum = json.loads(line[6:]), hello_sum(line)
     assert re.fullmatch("[0-9a-f]{32}", hello["salt"]) and hello["iter"] >= MIN_ITERATIONS >= 100_000
     host_nonce = re.search(rb"challenge ([0-9a-f]{32})\n", to_board)[1].decode()  # type: ignore[index]
     dev_proof = re.search(rb"proof ([0-9a-f]{64})\n", to_host)[1].decode()  # type: ignore[index]
     host_proof = re.search(rb"auth ([0-9a-f]{64})\n", to_board)[1].decode()  # type: ignore[index]
     key = derive_key(PASSWORD, hello["salt"], hello["iter"])
-    assert dev_proof == proof(key, "dev", hello["id"], hello["nonce"], host_nonce)
-    assert host_proof == proof(key, "host", hello["id"], hello["nonce"], host_nonce)
+    assert dev_proof == proof(key, "dev", hello["id"], hello["nonce"], host_nonce, hsum)
+    assert host_proof == proof(key, "host", hello["id"], hello["nonce"], host_nonce, hsum)
     weak = hashlib.sha256(PASSWORD.encode()).digest()
     for nonce in (hello["nonce"], host_nonce):  # the old response, under either nonce
         old = hmac.new(weak, nonce.encode(), hashlib.sha256).hexdigest().encode()
@@ -215,6 +269,26 @@ def rio_relayed(board: VirtualBoard, mode: str, way: str = "up", inject: bytes =
     client = RemoteIOClient(link=TcpLink(*relay.addr, timeout=5), password=PASSWORD, timeout=5)
     assert relay.sealed.is_set()  # the board accepted the real host's proof through the relay
     return relay, client
+
+
+# RemoteIO's hello holds no version: a relay adds one (a host that read it would show it),
+# or raises the protocol it announces
+RIO_HELLO_EDITS = {
+    "mpy": replaced(rb'\{"hello": \{()', b'"mpy": 5, '),
+    "version": replaced(rb'\{"hello": \{()', b'"version": "6.6.6-evil", '),
+    "release": replaced(rb'\{"hello": \{()', b'"release": 999999, '),
+    "proto": replaced(rb'"proto": (\d+)', b"9"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(RIO_HELLO_EDITS))
+def test_a_relay_cannot_edit_the_remoteio_hello(board: VirtualBoard, field: str) -> None:
+    with Relay((board.host, 2019), "read", rio=True, edit_hello=RIO_HELLO_EDITS[field]) as relay:
+        with pytest.raises(AuthError, match="impostor or a relay"):
+            RemoteIOClient(link=TcpLink(*relay.addr, timeout=5), password=PASSWORD, timeout=5)
+    assert relay.hello_sent and relay.hello_sent != original_hello(relay), relay.hello_sent
+    sent = [json.loads(line) for line in relay.to_board.splitlines()]
+    assert [list(f) for f in sent] == [["challenge"]], sent  # no proof of the host's, no call
 
 
 def said(board: VirtualBoard, text: str) -> int:

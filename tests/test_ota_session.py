@@ -15,6 +15,7 @@ from uota_core.bootstrap import ota_key_secrets
 from uota_core.config import load_config
 from uota_core.push import PushError, push
 from uota_core.session import AuthError, DeviceError, SignatureError
+from uota_core.seal import PROTO
 from uota_core.link import LinkError
 from fake_device import FakeDevice, device, installed, project  # noqa: F401 (fixtures)
 
@@ -26,7 +27,7 @@ def test_documented_commands_on_a_fresh_device(device: FakeDevice) -> None:
     with device.session() as s:
         assert s.ping()
         info = s.hello()
-        assert info is not None and info.proto == 3 and len(info.nonce) == 32 and not info.auth
+        assert info is not None and info.proto == PROTO and len(info.nonce) == 32 and not info.auth
         assert s.version() == ""
         assert "hello.txt" in s.ls("/")
         assert s.get("hello.txt") == b"hi there"

@@ -20,13 +20,22 @@ from typing import Any
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
-from uota_core.seal import PROTO, RecordError, SessionKeys, proof
-from uota_core.session import REBOOTSTRAP, AuthError
+from uota_core.seal import PROTO, RecordError, SessionKeys, hello_sum, proof
+from uota_core.session import REBOOTSTRAP, AuthError, older_stack
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
 
 
 class RemoteCallError(UotaError):
     """The device's handler raised (or there is no such handler)."""
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """A frame; {} for a line that isn't one (ignored)."""
+    try:
+        frame = json.loads(line)
+    except ValueError:
+        return {}
+    return frame if isinstance(frame, dict) else {}
 
 
 class RemoteIOClient(Closing):
@@ -50,10 +59,12 @@ class RemoteIOClient(Closing):
 
     def _handshake(self, password: str) -> None:
         """Read the device's hello; answer its challenge if it has a password."""
-        frame = self._frame(self.timeout)
+        line = self._line(self.timeout)
+        frame = _parse(line)
         while "p" in frame:  # output ahead of the hello (over serial, an app just starting)
             self._prints.append(str(frame["p"]))
-            frame = self._frame(self.timeout)
+            line = self._line(self.timeout)
+            frame = _parse(line)
         hello = frame.get("hello")
         if not isinstance(hello, dict):
             raise LinkError(f"{self.link.name} is not a uota RemoteIO server (no hello)")
@@ -67,28 +78,32 @@ class RemoteIOClient(Closing):
         if not password:
             raise AuthError("the device's RemoteIO requires the OTA password: set otaPassword in "
                             "config/.ota.secrets.json")
-        self._authenticate(password, hello)
+        self._authenticate(password, hello, hello_sum(line))
 
-    def _authenticate(self, password: str, hello: dict[str, Any]) -> None:
+    def _authenticate(self, password: str, hello: dict[str, Any], hsum: bytes) -> None:
         """The OTA port's mutual proof (docs/protocol.md "RemoteIO"): the device proves the
-        key before this client sends anything keyed."""
+        key, and the hello frame this client got (`hsum`, its sha256), before this client
+        sends anything keyed."""
         import secrets
         from hmac import compare_digest
 
         salt, iterations, nonce = str(hello.get("salt", "")), int(hello.get("iter", 0)), str(hello.get("nonce", ""))
-        if int(hello.get("proto", 2)) < PROTO or not salt:
-            raise AuthError(f"the device's RemoteIO runs an older uota stack; {REBOOTSTRAP}")
+        proto = int(hello.get("proto", 2))
+        if proto < PROTO or not salt:
+            raise AuthError(older_stack(proto, bool(salt), "the device's RemoteIO"))
         if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
             raise AuthError(f"the device's key uses {iterations} PBKDF2 iterations; {REBOOTSTRAP}")
         key = derive_key(password, salt, iterations)
         host_nonce = secrets.token_hex(16)
         self.link.write(json.dumps({"challenge": host_nonce}).encode() + b"\n")
         reply = self._reply_to("challenge")
-        if not compare_digest(str(reply.get("proof", "")), proof(key, "dev", self.device_id, nonce, host_nonce)):
+        if not compare_digest(str(reply.get("proof", "")), proof(key, "dev", self.device_id, nonce, host_nonce, hsum)):
             raise AuthError(f"wrong OTA password for RemoteIO, or not your device: {self.link.name} could not prove "
-                            "it knows the key for otaPassword in config/.ota.secrets.json (if the password is "
-                            "right: an impostor or a relay; nothing was sent to it)")
-        self.link.write(json.dumps({"auth": proof(key, "host", self.device_id, nonce, host_nonce)}).encode() + b"\n")
+                            "it knows the key for otaPassword in config/.ota.secrets.json, or that it sent the "
+                            "hello this host got (if the password is right: an impostor or a relay, e.g. one "
+                            "that edited the hello; nothing was sent to it)")
+        host_proof = proof(key, "host", self.device_id, nonce, host_nonce, hsum)
+        self.link.write(json.dumps({"auth": host_proof}).encode() + b"\n")
         if self._reply_to("auth").get("auth") != "ok":
             raise AuthError("the device's RemoteIO refused this host's proof after proving its own: "
                             "a relay tampering with the connection?")
@@ -109,8 +124,12 @@ class RemoteIOClient(Closing):
         self.link.close()
 
     def _frame(self, timeout: float) -> dict[str, Any]:
+        return _parse(self._line(timeout))
+
+    def _line(self, timeout: float) -> bytes:
+        """The next line from the device, exactly as received."""
         try:
-            line = self.link.readline(timeout)
+            return self.link.readline(timeout)
         except (LinkTimeout, RecordError):
             raise  # a RecordError says itself what happened to a record from the device
         except LinkError as e:
@@ -120,11 +139,6 @@ class RemoteIOClient(Closing):
             raise LinkClosed(f"{e}: the device ended the RemoteIO connection: it refused a record from this host "
                              "(altered, injected, replayed, reordered or dropped on the way: a relay?), or it "
                              "reset; reconnect") from None
-        try:
-            frame = json.loads(line)
-        except ValueError:
-            return {}
-        return frame if isinstance(frame, dict) else {}
 
     def call(self, name: str, /, **kwargs: Any) -> Any:
         """Run handler `name` on the device with keyword arguments; its return value."""

@@ -23,7 +23,7 @@ from uota_core.link import Link, LinkError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers import Cipher
 
-PROTO = 3
+PROTO = 4  # 4: the proofs cover the hello as it travelled (3 left it open to a relay's edits)
 MAX_RECORD = 1024  # plaintext bytes per record: the device's buffers are this big
 TAG = 16
 
@@ -32,9 +32,16 @@ class RecordError(LinkError):
     """A record failed its tag: forged, replayed, reordered or damaged on the way."""
 
 
-def proof(key: bytes, who: str, device_id: str, device_nonce: str, host_nonce: str) -> str:
-    """hex HMAC(key, label): `who` is "dev" or "host", so neither proof serves as the other."""
-    msg = f"uota-proof-{PROTO} {who}\n{device_id}\n{device_nonce}\n{host_nonce}".encode()
+def hello_sum(line: bytes) -> bytes:
+    """sha256 of the device's hello line exactly as received, newline included: the hello
+    travels in clear, so both proofs cover it and a relay's edit fails the device's proof."""
+    return hashlib.sha256(line).digest()
+
+
+def proof(key: bytes, who: str, device_id: str, device_nonce: str, host_nonce: str, hello: bytes) -> str:
+    """hex HMAC(key, label): `who` is "dev" or "host", so neither proof serves as the other;
+    `hello` is hello_sum() of the hello line this side saw."""
+    msg = f"uota-proof-{PROTO} {who}\n{device_id}\n{device_nonce}\n{host_nonce}\n{hello.hex()}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 

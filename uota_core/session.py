@@ -13,7 +13,7 @@ from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, d
 from uota_core.config import check_version
 from uota_core.errors import UotaError
 from uota_core.link import Closing, Link, LinkClosed, LinkError
-from uota_core.seal import PROTO, SealedLink, SessionKeys, proof
+from uota_core.seal import PROTO, SealedLink, SessionKeys, hello_sum, proof
 
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
 MANIFEST_LINES_MAGIC = "uota-manifest-lines 1 "
@@ -31,6 +31,14 @@ class AuthError(DeviceError):
 
 
 REBOOTSTRAP = "re-run `uota bootstrap` over USB to install the current stack and its key"
+
+
+def older_stack(proto: int, salted: bool, who: str = "the device") -> str:
+    """Why a device announcing protocol `proto` (< PROTO), or a key without a PBKDF2 salt,
+    is refused, and what to do."""
+    why = ("its password check can be cracked offline" if proto < 3 or not salted else
+           "its handshake leaves the hello (mpy, version) open to a relay's edits")
+    return f"{who} runs an older uota stack (protocol {proto}: {why}); {REBOOTSTRAP}"
 
 
 class InflateUnavailable(DeviceError):
@@ -94,6 +102,7 @@ class Session(Closing):
         self.info: DeviceInfo | None = None
         self.authenticated = False
         self.host_nonce = ""
+        self.hello_sum = b""  # sha256 of the hello line as received: both proofs cover it
         self._key = b""  # the device's OTA key, once derived for this connection
 
     def close(self) -> None:
@@ -134,12 +143,14 @@ class Session(Closing):
     def hello(self) -> DeviceInfo | None:
         """Negotiate the extensions; None if the device only speaks the documented set."""
         self._send_line("hello")
-        reply = self._reply()
+        line = self.link.readline()  # its exact bytes: the proofs cover them
+        reply = line.decode(errors="replace").rstrip("\r\n")
         if reply.startswith("error: unknown command"):
             return None
         if not reply.startswith("hello "):
             raise DeviceError(f"unexpected reply to hello: {reply[:80]!r}")
         self.info = DeviceInfo.from_json(json.loads(reply[6:]))
+        self.hello_sum = hello_sum(line)
         self.authenticated = not self.info.auth
         return self.info
 
@@ -160,8 +171,7 @@ class Session(Closing):
 
     def _authenticate(self, info: DeviceInfo) -> None:
         if info.proto < PROTO or not info.salt:
-            raise AuthError(f"the device runs an older uota stack (protocol {info.proto}, whose password "
-                            f"check can be cracked offline); {REBOOTSTRAP}")
+            raise AuthError(older_stack(info.proto, bool(info.salt)))
         if not MIN_ITERATIONS <= info.iter <= MAX_ITERATIONS:
             raise AuthError(f"the device's key uses {info.iter} PBKDF2 iterations (uota wants "
                             f"{MIN_ITERATIONS} to {MAX_ITERATIONS}); {REBOOTSTRAP}")
@@ -170,14 +180,16 @@ class Session(Closing):
         key = derive_key(self.password, info.salt, info.iter)
         self.host_nonce = secrets.token_hex(16)
         reply = self.request(f"challenge {self.host_nonce}")
-        # the device proves the key first: nothing keyed goes to one that can't
+        # the device proves the key, and the hello this host got, first: nothing keyed goes
+        # to one that can't, nor through a relay that edited the hello
         if not (reply.startswith("proof ") and compare_digest(
-                reply[6:].strip(), proof(key, "dev", info.id, info.nonce, self.host_nonce))):
+                reply[6:].strip(), proof(key, "dev", info.id, info.nonce, self.host_nonce, self.hello_sum))):
             raise AuthError(f"wrong OTA password, or not your device: {self.link.name} could not prove it knows "
-                            "the key for otaPassword in config/.ota.secrets.json. If the password is right, "
-                            "this is an impostor or a relay (e.g. a spoofed mDNS answer): nothing was sent to it. "
-                            "Otherwise set the right password (`uota passwd` changes it).")
-        self._send_line(f"auth {proof(key, 'host', info.id, info.nonce, self.host_nonce)}")
+                            "the key for otaPassword in config/.ota.secrets.json, or that it sent the hello this "
+                            "host got. If the password is right, this is an impostor or a relay (e.g. a spoofed "
+                            "mDNS answer, or one that edited the hello): nothing was sent to it. Otherwise set "
+                            "the right password (`uota passwd` changes it).")
+        self._send_line(f"auth {proof(key, 'host', info.id, info.nonce, self.host_nonce, self.hello_sum)}")
         reply = self._reply()
         if reply == "error: auth failed":
             raise AuthError("the device refused this host's proof of the OTA password after proving its own: "

@@ -12,6 +12,7 @@
 # the OTA event loop alone, so a slow or vanished listener can never block the app.
 import sys
 import json
+import hashlib
 import os
 import time
 import binascii
@@ -142,8 +143,11 @@ class _Client:
         except (ImportError, AttributeError):
             dev = "unknown"
         self.dev = dev
-        hello = {"proto": 3, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
-        self.out += json.dumps({"hello": hello}).encode() + b"\n"
+        # proto: uota.seal.PROTO (loaded by the first challenge, not per connection)
+        hello = {"proto": 4, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
+        line = json.dumps({"hello": hello}).encode() + b"\n"
+        self.hsum = hashlib.sha256(line).digest()  # both proofs cover the hello as sent (uota.seal)
+        self.out += line
 
 
 def _check_auth(c, response):

@@ -15,13 +15,17 @@ from uota import auth
 
 MAX = 1024  # plaintext bytes per record: bounds the device's buffers
 RECORD_MS = 5000  # a record must arrive whole this soon after its first byte, or go out this soon (WiFi TCP)
-PROTO = 3
+PROTO = 4
 
 
-def proof(key, who, dev_id, dnonce, hnonce):
-    # who: "dev" or "host"; the label keeps one side's proof from serving as the other's
+def proof(key, who, dev_id, dnonce, hnonce, hsum):
+    # who: "dev" or "host"; the label keeps one side's proof from serving as the other's.
+    # hsum: sha256 of the hello line exactly as the device sent it (the session's `hsum`):
+    # the hello travels in clear, so a relay's edit of any of its fields (mpy, version...)
+    # fails the device's proof on the host before it sends anything keyed (protocol 4)
     h = auth.Hmac(key)
-    h.update("uota-proof-%d %s\n%s\n%s\n%s" % (PROTO, who, dev_id, dnonce, hnonce))
+    h.update("uota-proof-%d %s\n%s\n%s\n%s\n" % (PROTO, who, dev_id, dnonce, hnonce))
+    h.update(binascii.hexlify(hsum))
     return h.hexdigest()
 
 
@@ -44,7 +48,7 @@ def challenge(s, h):
     if not _nonce_ok(h):
         raise Refused("error: bad challenge: 32 lowercase hex digits")
     s.hnonce = h
-    s.ch.reply("proof " + proof(binascii.unhexlify(s.pw), "dev", auth.device_id(), s.nonce, h))
+    s.ch.reply("proof " + proof(binascii.unhexlify(s.pw), "dev", auth.device_id(), s.nonce, h, s.hsum))
 
 
 def login(s, response):
@@ -53,10 +57,10 @@ def login(s, response):
     from uota.session import Refused
 
     if not s.nonce or not s.hnonce:
-        raise Refused("error: send hello first, then challenge (protocol 3)")
+        raise Refused("error: send hello first, then challenge (protocol %d)" % PROTO)
     key = binascii.unhexlify(s.pw)
     dev = auth.device_id()
-    if not auth.same(response, proof(key, "host", dev, s.nonce, s.hnonce)):
+    if not auth.same(response, proof(key, "host", dev, s.nonce, s.hnonce, s.hsum)):
         return False
     s.authed = True
     s._trusted()
@@ -70,11 +74,12 @@ def login(s, response):
 
 
 def rio_challenge(c, h, key_hex, salt):
-    """RemoteIO client `c`'s challenge: the frame to answer it with (once per connection)."""
+    """RemoteIO client `c`'s challenge: the frame to answer it with (once per connection).
+    `c` keeps dev, nonce, hnonce and hsum (sha256 of the hello frame it was sent)."""
     if c.authed or not c.nonce or c.hnonce is not None or not salt or not _nonce_ok(h):
         return b'{"e": "bad challenge"}\n'
     c.hnonce = h
-    return ('{"proof": "%s"}\n' % proof(binascii.unhexlify(key_hex), "dev", c.dev, c.nonce, h)).encode()
+    return ('{"proof": "%s"}\n' % proof(binascii.unhexlify(key_hex), "dev", c.dev, c.nonce, h, c.hsum)).encode()
 
 
 def rio_auth(c, response, key_hex):
@@ -83,7 +88,7 @@ def rio_auth(c, response, key_hex):
     if not (c.hnonce and isinstance(response, str)):
         return None
     key = binascii.unhexlify(key_hex)
-    if not auth.same(response, proof(key, "host", c.dev, c.nonce, c.hnonce)):
+    if not auth.same(response, proof(key, "host", c.dev, c.nonce, c.hnonce, c.hsum)):
         return None
     return keys(key, c.dev, c.nonce, c.hnonce)
 

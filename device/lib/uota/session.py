@@ -4,6 +4,7 @@
 # OTA staging commands live in uota.staging.
 import sys
 import json
+import hashlib
 import binascii
 from uota import fs, paths, auth
 from uota.channel import Channel, Closed
@@ -45,6 +46,7 @@ class Session:
         self.sign_key = sec.get("signingKey") or ""
         self.nonce = None  # this connection's device nonce (hello); the signed manifest binds it
         self.hnonce = None  # the host's nonce (challenge)
+        self.hsum = None  # sha256 of the hello line as sent: both proofs cover it (uota.seal)
         self.base = raw  # the transport under any record layer
         self.authed = not self.pw
         if self.authed:
@@ -187,7 +189,7 @@ class Session:
         self.hnonce = None
         self.authed = not self.pw
         info = {
-            "proto": 3,
+            "proto": 4,  # uota.seal.PROTO (not loaded before a challenge)
             "id": auth.device_id(),
             "nonce": self.nonce,
             "auth": bool(self.pw),
@@ -201,7 +203,9 @@ class Session:
             "mpy": getattr(sys.implementation, "_mpy", 0) & 0xFF,  # .mpy version it loads
             "deflate": load("uota.packed").WBITS,  # zfile's window bits; 0: plain files only
         }
-        self.ch.reply("hello " + json.dumps(info))
+        line = ("hello " + json.dumps(info) + "\n").encode()
+        self.hsum = hashlib.sha256(line).digest()
+        self.ch.write(line)
 
     def c_challenge(self, arg):
         from uota import load

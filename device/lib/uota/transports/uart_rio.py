@@ -10,9 +10,10 @@ class _Peer:
     authed = False
     hnonce = None
 
-    def __init__(self, dev, nonce):
+    def __init__(self, dev, nonce, hsum):
         self.dev = dev
         self.nonce = nonce
+        self.hsum = hsum  # sha256 of the hello frame as sent: both proofs cover it
 
 
 def _line(t):
@@ -50,13 +51,16 @@ def _handshake(s, dev, key, salt, iters):
     """The mutual proof (docs/protocol.md "RemoteIO"); the records over `s` once the host
     proved the key, None (the session ends) if it didn't."""
     import binascii
+    import hashlib
     import os
     from uota import load
 
     seal = load("uota.seal")
-    c = _Peer(dev, binascii.hexlify(os.urandom(16)).decode())
-    hello = {"proto": seal.PROTO, "id": dev, "nonce": c.nonce, "auth": True, "salt": salt, "iter": iters}
-    s.write(json.dumps({"hello": hello}).encode() + b"\n")
+    nonce = binascii.hexlify(os.urandom(16)).decode()
+    hello = {"proto": seal.PROTO, "id": dev, "nonce": nonce, "auth": True, "salt": salt, "iter": iters}
+    line = json.dumps({"hello": hello}).encode() + b"\n"
+    c = _Peer(dev, nonce, hashlib.sha256(line).digest())
+    s.write(line)
     s.write(seal.rio_challenge(c, _frame(s).get("challenge"), key, salt))
     if c.hnonce is None:
         return None  # not a challenge: the host has no key for this board
