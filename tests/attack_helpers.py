@@ -89,11 +89,11 @@ def point_at(project: Path, board: VirtualBoard) -> None:
 
 @contextlib.contextmanager
 def secured_board(state: Path, project: Path, name: str = "attackboard", app_up: str | None = "app started",
-                  **kw: Any) -> Iterator[VirtualBoard]:
-    """An unthrottled virtual board with the stack and `project`'s secrets installed (as
-    `uota bootstrap` would) and the project pushed (unless `app_up` is None), running the
-    app; the console is printed on failure."""
-    board = VirtualBoard(state, name=name, baud=None, mdns=False, **kw)
+                  baud: int | None = None, **kw: Any) -> Iterator[VirtualBoard]:
+    """A virtual board (unthrottled unless `baud`) with the stack and `project`'s secrets
+    installed (as `uota bootstrap` would) and the project pushed (unless `app_up` is None),
+    running the app; the console is printed on failure."""
+    board = VirtualBoard(state, name=name, baud=baud, mdns=False, **kw)
     board.start(power_on=False)
     try:
         point_at(project, board)

@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from attack_helpers import make_project, point_at, random_bytes, serial_tap, wait_until
-from uota_core.bootstrap import install_offline
+from attack_helpers import make_project, random_bytes, secured_board, serial_tap, wait_until
 from uota_core.cli import cli
-from uota_core.config import load_config
-from uota_core.connect import wait_reachable
 from uota_core.sim import VirtualBoard
 
 pytest_plugins = ["pytester"]
@@ -25,13 +22,7 @@ def test_a_board_unplugged_mid_serial_push_is_one_line_naming_the_port(tmp_path:
     project = make_project(tmp_path / "proj")
     # 40 KB sent plain: over 3 s at 115200 baud, so the cable comes out mid-file
     (project / "app" / "blob.py").write_text("# " + random_bytes(20000, 7).hex() + "\n")
-    board = VirtualBoard(tmp_path / "board", name="unplugged", baud=115200, mdns=False)
-    board.start(power_on=False)
-    try:
-        point_at(project, board)
-        install_offline(board.write_file, load_config(project))
-        board.power_on()
-        wait_reachable(board.host, 2018)
+    with secured_board(tmp_path / "board", project, name="unplugged", app_up=None, baud=115200) as board:
         port = board.serial_port
         monkeypatch.chdir(project)
         failed: list[BaseException] = []
@@ -54,8 +45,6 @@ def test_a_board_unplugged_mid_serial_push_is_one_line_naming_the_port(tmp_path:
                                  "Plug it back in and run the command again (a push resumes from the files "
                                  "already staged)\n")
         assert "Traceback" not in result.output
-    finally:
-        board.stop()
 
 
 @pytest.mark.timeout(120)
