@@ -21,6 +21,17 @@ WIN = 3  # our frames in flight towards the host (each one is kept here until ac
 IDLE_MS = 10000  # no frame from the host for this long: it is gone, end the session
 
 
+def read_line(t):
+    # one line from `t` (this framed stream, or records over it), without its newline
+    out = b""
+    while not out.endswith(b"\n"):
+        c = t.recv(1)
+        if not c:
+            raise OSError(104)
+        out += c
+    return out[:-1]
+
+
 class UartStream:
     """recv/readinto/write over the framed UART, as uota.channel.Channel expects."""
 
@@ -181,13 +192,7 @@ class UartStream:
 
     def line(self):
         """One line from the host, without its newline."""
-        out = b""
-        while not out.endswith(b"\n"):
-            c = self.recv(1)
-            if not c:
-                raise OSError(104)
-            out += c
-        return out[:-1].decode()
+        return read_line(self).decode()
 
     def close(self, reset=False):
         # let the host acknowledge what we sent (bounded by the idle timeout), then say

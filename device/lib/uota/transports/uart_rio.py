@@ -3,6 +3,7 @@
 # With an OTA password the host first runs port 2019's mutual handshake, and the calls and
 # results then travel in the same records (uota.seal), as the serial OTA session's do.
 import json
+from uota.transports.uart import read_line
 
 
 class _Peer:
@@ -16,20 +17,9 @@ class _Peer:
         self.hsum = hsum  # sha256 of the hello frame as sent: both proofs cover it
 
 
-def _line(t):
-    # one line from `t` (the framed stream, or the records over it), without its newline
-    out = b""
-    while not out.endswith(b"\n"):
-        c = t.recv(1)
-        if not c:
-            raise OSError(104)
-        out += c
-    return out[:-1]
-
-
 def _frame(t):
     try:
-        frame = json.loads(_line(t))
+        frame = json.loads(read_line(t))
     except ValueError:
         return {}
     return frame if isinstance(frame, dict) else {}
