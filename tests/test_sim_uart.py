@@ -106,3 +106,31 @@ def test_wrong_baud_rate_garbles_the_line(board: VirtualBoard) -> None:
     seen = port.read(200)
     assert b"12345" not in seen
     assert board.line_stats.garbled_baud > 0
+
+
+def test_bytes_written_just_before_the_host_closes_the_port_still_reach_the_board() -> None:
+    """mpremote writes its closing Ctrl-B and closes the port at once. A USB-UART bridge
+    still sends what it was given; the virtual line must too, even when its thread only
+    looks after the host has gone (a busy machine): here it is held off until then."""
+    import os
+    import select
+
+    import serial
+
+    from uota_core.sim.uart import UartLine
+
+    line = UartLine(None, on_board_output=lambda data: None, on_interrupt=lambda: None)
+    try:
+        with line._lock:  # the line's thread can't take the host's bytes until it is released
+            port = serial.Serial(line.port, 115200, timeout=0)
+            port.write(b"\r\x02")
+            port.flush()
+            port.close()
+        got = b""
+        deadline = time.monotonic() + 10
+        while got != b"\r\x02" and time.monotonic() < deadline:
+            if select.select([line.vm_stdin], [], [], 0.2)[0]:
+                got += os.read(line.vm_stdin, 64)
+        assert got == b"\r\x02", f"the board got {got!r} of what the host wrote before closing"
+    finally:
+        line.close()

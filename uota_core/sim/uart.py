@@ -289,6 +289,13 @@ class UartLine:
                 poller.register(self._tx_r, select.POLLIN)
             if connected and len(self._rx.pending) < RX_BACKLOG:
                 poller.register(self._master, select.POLLIN)
+            if not connected and len(self._rx.pending) < RX_BACKLOG:
+                # The host closed the port: what it wrote just before (mpremote's closing
+                # Ctrl-B) still goes down the wire, as a USB-UART bridge sends its buffer.
+                # Linux keeps it readable on the master after the hang-up, until EIO.
+                data = _read(self._master)
+                if data:
+                    self._queue(self._rx, data)
             for fd, _ev in poller.poll(timeout_ms):
                 if fd == self._wake_r:
                     _drain(self._wake_r)
