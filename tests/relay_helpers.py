@@ -26,7 +26,37 @@ def record_size(head: bytes) -> int:
     return 2 + -(-n // 16) * 16 + TAG
 
 
-class Relay:
+class _OneShotServer:
+    """A loopback listener that serves one connection in a thread of its own (`_serve`)."""
+
+    def _listen(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.addr = self._server.getsockname()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> socket.socket | None:
+        self._server.settimeout(10)
+        try:
+            return self._server.accept()[0]
+        except OSError:
+            return None
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Relay(_OneShotServer):
     """A man in the middle on loopback, in front of the board's OTA port (or, with `rio`, its
     RemoteIO port): it forwards the host's handshake as is, then, once the board answered the
     host's proof with `ok`, does `mode` to what follows in direction `way` ("up": host to
@@ -51,16 +81,11 @@ class Relay:
         self._held: list[bytes] = []
         self._done = False
         self._board: socket.socket | None = None
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.addr = self._server.getsockname()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._listen()
 
     def _serve(self) -> None:
-        self._server.settimeout(10)
-        try:
-            host, _ = self._server.accept()
-        except OSError:
+        host = self._accept()
+        if host is None:
             return
         board = self._board = socket.create_connection(self.target, timeout=5)
         pending = b""  # an incomplete record, waiting for the rest
@@ -147,18 +172,8 @@ class Relay:
                     self._done = True
         return pending
 
-    def close(self) -> None:
-        self._server.close()
-        self._thread.join(5)
 
-    def __enter__(self) -> "Relay":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Impostor:
+class Impostor(_OneShotServer):
     """A fake device on loopback that sends `greeting` first, answers each line as
     `answer(line)` says (None: hang up) and records every byte a host sends it."""
 
@@ -167,16 +182,11 @@ class Impostor:
         self.greeting = greeting
         self.received = bytearray()
         self.done = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.addr = self._server.getsockname()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._listen()
 
     def _serve(self) -> None:
-        self._server.settimeout(10)
-        try:
-            conn, _ = self._server.accept()
-        except OSError:
+        conn = self._accept()
+        if conn is None:
             self.done.set()
             return
         conn.settimeout(10)
@@ -205,16 +215,6 @@ class Impostor:
         """Everything the host sent, once it hung up."""
         self.done.wait(10)
         return bytes(self.received)
-
-    def close(self) -> None:
-        self._server.close()
-        self._thread.join(5)
-
-    def __enter__(self) -> "Impostor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def fake_hello(proto: int = PROTO, auth: bool = True, iterations: int = 100_000) -> dict:
