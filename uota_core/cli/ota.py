@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,9 @@ from uota_core.connect import open_remoteio, open_session, resolve_transport, se
 from uota_core.errors import UotaError
 from uota_core.health import AppHealth, ConsoleQuery, RemoteIOQuery, wait_for_app
 from uota_core.push import PushResult, push
+
+if TYPE_CHECKING:  # a type only: importing the session module here would slow every command's start
+    from uota_core.session import Session
 
 
 compress_option = click.option(
@@ -182,16 +186,24 @@ def passwd(host: str | None, port: int | None, transport: str | None, local: boo
     if local:
         new_password = _new_password(new_password)
     else:
+        if new_password is None:
+            # asked before the prompt (typing a password twice to be told this wastes the user's
+            # time), in a session of its own: the board ends one idle for 15 s, as a prompt can be
+            with open_session(cfg, transport, host, port) as session:
+                _check_has_password(session)
+            new_password = _new_password(None)
         with open_session(cfg, transport, host, port) as session:
-            if session.info is None or not session.info.auth:
-                # asked before the prompt: typing a password twice to be told this wastes the user's time
-                raise UotaError(f"{session.link.name} has no OTA password: `uota passwd` can only change one; "
-                                "set otaPassword in config/.ota.secrets.json and give the board its first "
-                                "password over USB with `uota bootstrap`")
-            new_password = _new_password(new_password)
+            _check_has_password(session)
             session.passwd(new_password)
     path = write_secrets(cfg.root, {"otaPassword": new_password})
     click.echo(f"password updated{' on the device and' if not local else ''} in {path.relative_to(cfg.root)}")
+
+
+def _check_has_password(session: Session) -> None:
+    if session.info is None or not session.info.auth:
+        raise UotaError(f"{session.link.name} has no OTA password: `uota passwd` can only change one; set "
+                        "otaPassword in config/.ota.secrets.json and give the board its first password over "
+                        "USB with `uota bootstrap`")
 
 
 def _new_password(given: str | None) -> str:

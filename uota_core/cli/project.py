@@ -10,7 +10,6 @@ import click
 from uota_core.bootstrap import bootstrap as run_bootstrap
 from uota_core.cli.common import project_config, reports_errors
 from uota_core.config import SECRETS_FILE
-from uota_core.connect import serial_port as find_serial_port
 from uota_core.project import fresh_secrets, init_project, migrate_entry
 
 
@@ -47,6 +46,8 @@ def keygen() -> None:
 @reports_errors
 def bootstrap(serial_port: str | None, baud: int | None, mpy: bool | None) -> None:
     """Install the OTA stack over USB, provision the password hash and signing key, reset."""
+    from uota_core.connect import serial_port as find_serial_port
+
     cfg = project_config()
     serial_port = find_serial_port(cfg, serial_port)
     baud = baud or int(cfg.get("serialBaud", 115200))
