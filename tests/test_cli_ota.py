@@ -81,7 +81,8 @@ def test_init_bootstrap_fast_call_edit_fast_nochange(tmp_path: Path, monkeypatch
         assert len(secrets["otaSalt"]) == 32 and secrets["otaIter"] >= 100_000
 
         first = last_json(pushed(board, "fast", "--json"))
-        assert set(first) == {"sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds", "app", "traceback"}
+        assert set(first) == {"sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds", "as_mpy", "warnings", "app",
+                              "traceback"}
         assert first["app"] == "healthy"
         assert "app/app.py" in first["sent"] and first["bytes"] > 0
         assert last_json(uota("remoteio", "call", "hello", "name=cli", "--json")) == {"result": "hello cli"}

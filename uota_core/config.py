@@ -189,6 +189,12 @@ def check_secret(key: str, value: str, where: str) -> None:
                           f"{SECRETS_FILE} and provision the board with `uota bootstrap` (or `uota passwd`)")
 
 
+def default_config(root: str | Path) -> Config:
+    """The defaults alone, for a command run outside a project whose flags say all it needs
+    (e.g. `uota version --host 192.168.1.42`): no password, no signing key."""
+    return Config(root=Path(root), values=dict(DEFAULTS), source={k: "default" for k in DEFAULTS})
+
+
 def find_project(start: str | Path | None = None) -> Path:
     """The nearest directory at or above `start` that holds config/ota.json (like git)."""
     here = Path(start or Path.cwd()).resolve()

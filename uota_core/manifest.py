@@ -21,7 +21,8 @@ from uota_core.ignore import IgnoreRules, Rule
 # files.
 IGNORE_FILE = ".uotaignore"
 ALWAYS_EXCLUDED = ("boot.py", "main.py", "lib/uota/**", "ota_*", SECRETS_FILE, ".uota_cache.json", "**/*.pyc",
-                   IGNORE_FILE, ".uota/**")  # .uota/: the host's caches (compiled .mpy)
+                   IGNORE_FILE, ".uota/**",  # .uota/: the host's caches (compiled .mpy)
+                   "**/.gitignore")  # `uota init` writes one: the host's, not the board's
 # Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
 # whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
 SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*"], "built-in secrets list",

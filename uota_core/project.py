@@ -24,6 +24,13 @@ def _(name="world"):
     return "hello " + name
 
 
+@remoteio.on("set_led")
+def _(state=False):
+    # a stand-in: on a board, drive the LED here, e.g. machine.Pin(2, machine.Pin.OUT).value(state)
+    print("led on" if state else "led off")
+    return "ok"
+
+
 def run():
     print("app started")
     uota.mark_healthy()  # tell the boot guard this version works

@@ -50,11 +50,15 @@ class PushResult:
         # files a pattern left out are counted, so a missing file on the board isn't a puzzle
         excluded = f", {len(self.excluded)} excluded" if self.excluded else ""
         if not self.committed:
-            return (f"up to date: {len(self.skipped)} files unchanged{excluded}, nothing sent "
+            return (f"up to date: {_files(len(self.skipped))} unchanged{excluded}, nothing sent "
                     f"(version {self.version})")
-        return (f"pushed version {self.version}: sent {len(self.sent)} files ({self.bytes} bytes, "
+        return (f"pushed version {self.version}: sent {_files(len(self.sent))} ({self.bytes} bytes, "
                 f"{self.wire_bytes} on the link), "
                 f"{len(self.skipped)} unchanged, {len(self.deleted)} deleted{excluded}, in {self.seconds:.2f}s")
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 class PushError(UotaError):
@@ -76,6 +80,11 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     started = time.monotonic()
     # refused by the device anyway: say what is wrong before the session does anything
     version = check_version(version) if version is not None else check_version(cfg["version"], CONFIG_FILE)
+    if session.signing_key and session.info is not None and not session.info.signed:
+        # the board would take the push unsigned: the key the user set protects nothing
+        raise PushError(f"this project has a signingKey but {session.link.name} has none (it takes unsigned "
+                        "pushes): nothing was sent; provision the key over USB with `uota bootstrap` (or empty "
+                        "signingKey in config/.ota.secrets.json to push unsigned)")
     scan = scan_project(cfg, mode)
     # every .py compiles for the board before a byte is sent; mpyFiles become .mpy
     mpy = plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []), session.info.mpy if session.info else 0)

@@ -126,7 +126,7 @@ class Session(Closing):
             text = reply[7:]
             if text in ("auth required", "auth failed"):
                 raise AuthError(f"the device refused `{cmd}`: {text}: set otaPassword in config/.ota.secrets.json "
-                                "to the password provisioned on the device (uota bootstrap / uota passwd)")
+                                "to the board's password, or re-provision the board over USB with `uota bootstrap`")
             raise DeviceError(f"the device refused `{cmd}`: {text}")
         return reply
 
@@ -165,7 +165,7 @@ class Session(Closing):
         if info is not None and info.auth:
             if not self.password:
                 raise AuthError("the device requires an OTA password: set otaPassword in "
-                                "config/.ota.secrets.json")
+                                "config/.ota.secrets.json (run the command in the board's project)")
             self._authenticate(info)
         return info
 
@@ -187,8 +187,9 @@ class Session(Closing):
             raise AuthError(f"wrong OTA password, or not your device: {self.link.name} could not prove it knows "
                             "the key for otaPassword in config/.ota.secrets.json, or that it sent the hello this "
                             "host got. If the password is right, this is an impostor or a relay (e.g. a spoofed "
-                            "mDNS answer, or one that edited the hello): nothing was sent to it. Otherwise set "
-                            "the right password (`uota passwd` changes it).")
+                            "mDNS answer, or one that edited the hello): nothing was sent to it. Otherwise put "
+                            "the board's password in config/.ota.secrets.json, or, if it is lost, give the board "
+                            "this project's over USB with `uota bootstrap`.")
         self._send_line(f"auth {proof(key, 'host', info.id, info.nonce, self.host_nonce, self.hello_sum)}")
         reply = self._reply()
         if reply == "error: auth failed":

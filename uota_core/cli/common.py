@@ -34,11 +34,27 @@ def reports_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def project_config() -> Config:
-    cfg = load_config(find_project())
+def project_config(flags_suffice: bool = False) -> Config:
+    """The project's config; with `flags_suffice` (the command line names the board), the
+    defaults when run outside any project."""
+    from uota_core.config import ConfigError, default_config
+
+    try:
+        root = find_project()
+    except ConfigError:
+        if not flags_suffice:
+            raise
+        return default_config(".")
+    cfg = load_config(root)
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
     return cfg
+
+
+def names_board(host: str | None, port: int | str | None, transport: str | None) -> bool:
+    """Whether the flags alone reach a board: a host, a serial port path, or serial with
+    auto-detection."""
+    return host is not None or isinstance(port, str) or transport == "serial"
 
 
 class PortParam(click.ParamType):
@@ -56,8 +72,9 @@ class PortParam(click.ParamType):
 
 
 def transport_options(fn: F) -> F:
-    fn = click.option("--transport", type=click.Choice(["wifi_tcp", "serial", "ble"]),
-                      help="Transport (default: the first in ota.json transports).")(fn)
+    # only the transports the commands implement: ble and http_pull are config-only names
+    fn = click.option("--transport", type=click.Choice(["wifi_tcp", "serial"]),
+                      help="Transport (default: serial for a --port path, else the first in ota.json transports).")(fn)
     fn = click.option("--port", type=PortParam(),
                       help="TCP port (default: ota.json port), or with --transport serial the serial port, "
                            "e.g. /dev/ttyUSB0 (default: ota.json serialPort, else auto-detected).")(fn)

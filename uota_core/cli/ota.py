@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from uota_core.cli.common import (
     emit_json,
     json_option,
+    names_board,
     project_config,
     reports_errors,
     status_line,
@@ -18,8 +20,12 @@ from uota_core.cli.common import (
 )
 from uota_core.config import Config, check_secret, check_version, write_secrets
 from uota_core.connect import open_remoteio, open_session, resolve_transport, serial_port
+from uota_core.errors import UotaError
 from uota_core.health import AppHealth, ConsoleQuery, RemoteIOQuery, wait_for_app
 from uota_core.push import PushResult, push
+
+if TYPE_CHECKING:  # a type only: importing the session module here would slow every command's start
+    from uota_core.session import Session
 
 
 compress_option = click.option(
@@ -73,7 +79,9 @@ def _wait_for_app(cfg: Config, transport: str | None, host: str | None, port: in
 
 
 def _push_json(result: PushResult) -> dict[str, object]:
-    return {k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds")}
+    data = {k: v for k, v in result.as_json().items() if k in ("sent", "skipped", "deleted", "bytes", "wire_bytes", "seconds")}
+    # which mpyFiles went as bytecode, and why any didn't (e.g. a board mpy-cross can't write for)
+    return {**data, "as_mpy": result.as_mpy, "warnings": result.warnings}
 
 
 def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
@@ -129,8 +137,8 @@ def full(host: str | None, port: int | None, transport: str | None, version: str
 @json_option
 @reports_errors
 def version(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
-    """Read the version installed on the device."""
-    cfg = project_config()
+    """Read the version installed on the device (outside a project: give --host or --port)."""
+    cfg = project_config(names_board(host, port, transport))
     with open_session(cfg, transport, host, port) as session:
         installed = session.version()
     click.echo(json.dumps({"version": installed}) if as_json else installed)
@@ -141,8 +149,9 @@ def version(host: str | None, port: int | None, transport: str | None, as_json: 
 @json_option
 @reports_errors
 def info(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
-    """Show the device's id, version, release, free heap and security settings."""
-    cfg = project_config()
+    """Show the device's id, version, release, free heap and security settings (outside a
+    project: give --host or --port)."""
+    cfg = project_config(names_board(host, port, transport))
     with open_session(cfg, transport, host, port) as session:
         dev = session.info
         installed = session.installed() if dev is not None else None
@@ -153,8 +162,9 @@ def info(host: str | None, port: int | None, transport: str | None, as_json: boo
                 "micropython": dev.firmware, "mpy": dev.mpy, "deflate": dev.deflate,
                 "auth": dev.auth, "signed": dev.signed, "files": len(installed.files) if installed else 0,
                 "proto": dev.proto}
+    width = max(map(len, data))
     for key, value in data.items():
-        click.echo(f"{key:>9}: {value}")
+        click.echo(f"{key:>{width}}: {value}")
     if as_json:
         emit_json(data)
 
@@ -162,17 +172,42 @@ def info(host: str | None, port: int | None, transport: str | None, as_json: boo
 @click.command()
 @transport_options
 @click.option("--local", is_flag=True, help="Only update config/.ota.secrets.json (provision with uota bootstrap).")
-@click.password_option("--new-password", prompt="New OTA password", help="The new password (prompted if omitted).")
+@click.option("--new-password", help="The new password (prompted for, twice, if omitted).")
 @reports_errors
-def passwd(host: str | None, port: int | None, transport: str | None, local: bool, new_password: str) -> None:
+def passwd(host: str | None, port: int | None, transport: str | None, local: bool, new_password: str | None) -> None:
     """Change the OTA password on the device, then in config/.ota.secrets.json.
 
-    The device gets only a masked hash, authenticated with the current password.
+    The device gets only a masked hash, authenticated with the current password. A board
+    with no password yet gets its first one from `uota bootstrap` over USB.
     """
     cfg = project_config()
-    check_secret("otaPassword", new_password, "password not changed")  # before the board has it
-    if not local:
+    if new_password is not None:
+        check_secret("otaPassword", new_password, "password not changed")  # before the board has it
+    if local:
+        new_password = _new_password(new_password)
+    else:
+        if new_password is None:
+            # asked before the prompt (typing a password twice to be told this wastes the user's
+            # time), in a session of its own: the board ends one idle for 15 s, as a prompt can be
+            with open_session(cfg, transport, host, port) as session:
+                _check_has_password(session)
+            new_password = _new_password(None)
         with open_session(cfg, transport, host, port) as session:
+            _check_has_password(session)
             session.passwd(new_password)
     path = write_secrets(cfg.root, {"otaPassword": new_password})
     click.echo(f"password updated{' on the device and' if not local else ''} in {path.relative_to(cfg.root)}")
+
+
+def _check_has_password(session: Session) -> None:
+    if session.info is None or not session.info.auth:
+        raise UotaError(f"{session.link.name} has no OTA password: `uota passwd` can only change one; set "
+                        "otaPassword in config/.ota.secrets.json and give the board its first password over "
+                        "USB with `uota bootstrap`")
+
+
+def _new_password(given: str | None) -> str:
+    if given is None:
+        given = click.prompt("New OTA password", hide_input=True, confirmation_prompt=True)
+        check_secret("otaPassword", given, "password not changed")
+    return given

@@ -35,17 +35,22 @@ def keygen() -> None:
 
 
 @click.command()
-@click.option("--port", "serial_port", envvar="UOTA_PORT", required=True,
-              help="Serial port of the board, e.g. /dev/ttyUSB0 (or $UOTA_PORT).")
-@click.option("--baud", default=115200, show_default=True, type=click.IntRange(min=1200))
+@click.option("--port", "serial_port", envvar="UOTA_PORT",
+              help="Serial port of the board, e.g. /dev/ttyUSB0 (default: $UOTA_PORT, else ota.json "
+                   "serialPort, else the one ESP32 USB-UART attached).")
+@click.option("--baud", type=click.IntRange(min=1200), help="Serial baud rate (default: ota.json serialBaud, else 115200).")
 @click.option("--mpy/--source", default=None,
               help="Install the OTA stack as .mpy bytecode or as source. Default: bytecode when the "
                    "board's MicroPython loads the .mpy version mpy-cross writes (it needs far less heap "
                    "to import), else source.")
 @reports_errors
-def bootstrap(serial_port: str, baud: int, mpy: bool | None) -> None:
+def bootstrap(serial_port: str | None, baud: int | None, mpy: bool | None) -> None:
     """Install the OTA stack over USB, provision the password hash and signing key, reset."""
+    from uota_core.connect import serial_port as find_serial_port
+
     cfg = project_config()
+    serial_port = find_serial_port(cfg, serial_port)
+    baud = baud or int(cfg.get("serialBaud", 115200))
     note = migrate_entry(cfg.root)
     if note:
         click.echo(f"note: {note}")

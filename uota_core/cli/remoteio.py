@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from uota_core.cli.common import PortParam, emit_json, json_option, project_config, reports_errors
+from uota_core.cli.common import PortParam, emit_json, json_option, names_board, project_config, reports_errors
 from uota_core.connect import open_remoteio
 from uota_core.errors import UotaError
 from uota_core.remoteio import RemoteIOClient
@@ -30,7 +30,7 @@ def parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _client(transport: str | None, host: str | None, port: int | str | None, timeout: float) -> RemoteIOClient:
-    return open_remoteio(project_config(), transport, host, port, timeout)
+    return open_remoteio(project_config(names_board(host, port, transport)), transport, host, port, timeout)
 
 
 def _options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,6 +18,8 @@ from uota_core.sim.flash import FlashImage
 from uota_core.sim.state import flash_of, is_running
 
 STATE_HELP = "Board state directory (flash image, identity, serial symlink). Created if missing."
+# ls/cat/put/rm reach into a board that exists: they never create one
+EXISTING_STATE_HELP = "State directory of a board created by `uota sim run --state DIR`."
 
 
 def _fail(exc: Exception) -> None:
@@ -84,7 +86,8 @@ def _writable_flash(state: Path) -> FlashImage:
     return flash_of(state)
 
 
-STATE_OPTION = click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path), help=STATE_HELP)
+STATE_OPTION = click.option("--state", required=True, type=click.Path(file_okay=False, path_type=Path),
+                            help=EXISTING_STATE_HELP)
 
 
 @sim.command("ls")

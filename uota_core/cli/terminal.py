@@ -1,6 +1,6 @@
 """`uota terminal`: the board's friendly REPL over USB serial, or a RemoteIO line shell over TCP.
 
-Ctrl-] exits (as in telnet/miniterm).
+Ctrl-] exits (as in telnet/miniterm), at once, over serial and TCP alike.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from collections.abc import Iterator
 import click
 import serial
 
-from uota_core.cli.common import PortParam, project_config, reports_errors
+from uota_core.cli.common import PortParam, names_board, project_config, reports_errors
 from uota_core.config import Config
 from uota_core.connect import open_remoteio, resolve_transport, serial_port
 
 EXIT = b"\x1d"  # Ctrl-]
+CTRL_C = b"\x03"
 
 
 @contextlib.contextmanager
@@ -37,42 +38,88 @@ def _raw_stdin(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
-def passthrough(ser: serial.Serial, in_fd: int, out_fd: int) -> None:
-    """Copy keystrokes to the port and the port to the screen until Ctrl-] (or stdin ends)."""
+def crlf(data: bytes, prev: bytes = b"") -> bytes:
+    """`data` with each bare `\n` made `\r\n`: a raw terminal moves down without returning
+    to column 0 otherwise, so app output stair-steps. `prev` is the byte before `data`."""
+    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if prev == b"\r" and data.startswith(b"\n"):
+        out = out[1:]  # its `\r` came in the previous chunk
+    return out
+
+
+def passthrough(ser: serial.Serial, in_fd: int, out_fd: int) -> bool:
+    """Copy keystrokes to the port and the port to the screen until Ctrl-] (or stdin ends).
+    Returns whether a Ctrl-C went to the board (which stops uota's OTA server and app)."""
     ser.timeout = 0
+    interrupted = False
+    last = b""
     while True:
         ready, _, _ = select.select([in_fd, ser.fileno()], [], [], 0.5)
         if ser.fileno() in ready:
             data = ser.read(ser.in_waiting or 1)
             if data:
-                os.write(out_fd, data)
+                os.write(out_fd, crlf(data, last))
+                last = data[-1:]
         if in_fd in ready:
             keys = os.read(in_fd, 256)
             if not keys:
-                return
+                return interrupted
             i = keys.find(EXIT)
             if i >= 0:
-                ser.write(keys[:i])
-                return
+                keys = keys[:i]
+            interrupted = interrupted or CTRL_C in keys
             ser.write(keys.replace(b"\n", b"\r"))
+            if i >= 0:
+                return interrupted
+
+
+def restore_app(ser: serial.Serial) -> None:
+    """Soft-reset the board so the launcher (main.py) runs the OTA server and the app again:
+    Ctrl-C ends whatever runs, Ctrl-B leaves a raw REPL, Ctrl-D at an empty friendly prompt
+    soft-resets (which runs main.py, unlike a soft reset in the raw REPL)."""
+    ser.write(b"\x03\x02\x04")
+    ser.flush()
+
+
+@contextlib.contextmanager
+def _line_ends_at_exit(fd: int) -> Iterator[None]:
+    """On a terminal, Ctrl-] also ends a line (VEOL), so it reaches the shell at once instead
+    of after an Enter; line editing stays the terminal's."""
+    if not os.isatty(fd):
+        yield
+        return
+    old = termios.tcgetattr(fd)
+    new = termios.tcgetattr(fd)
+    new[6][termios.VEOL] = EXIT
+    termios.tcsetattr(fd, termios.TCSANOW, new)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, old)
 
 
 def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
     from uota_core.cli.remoteio import parse_kwargs
 
-    with open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
+    fd = sys.stdin.fileno()
+    with _line_ends_at_exit(fd), open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
         click.echo("RemoteIO shell: NAME key=value ... calls a handler; an empty line shows prints; Ctrl-] or Ctrl-D exits")
-        for line in sys.stdin:
-            if EXIT.decode() in line:
+        pending = b""
+        while True:
+            data = os.read(fd, 4096)  # not sys.stdin: its readline waits for a newline after Ctrl-]
+            if not data or EXIT in data:
                 return
-            words = line.split()
-            if words:
-                try:
-                    click.echo(repr(rio.call(words[0], **parse_kwargs(tuple(words[1:])))))
-                except Exception as e:  # one bad call must not end the shell
-                    click.echo(f"error: {e}")
-            for chunk in rio.listen(timeout=0.2):
-                click.echo(chunk, nl=False)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                words = line.decode(errors="replace").split()
+                if words:
+                    try:
+                        click.echo(repr(rio.call(words[0], **parse_kwargs(tuple(words[1:])))))
+                    except Exception as e:  # one bad call must not end the shell
+                        click.echo(f"error: {e}")
+                for chunk in rio.listen(timeout=0.2):
+                    click.echo(chunk, nl=False)
 
 
 @click.command()
@@ -80,11 +127,16 @@ def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
               help="serial: the REPL over USB (default when --port is a path); wifi_tcp: a RemoteIO line shell.")
 @click.option("--port", type=PortParam(), help="Serial port (e.g. /dev/ttyUSB0) or RemoteIO TCP port.")
 @click.option("--host", help="Device IP or hostname for wifi_tcp.")
-@click.option("--baud", type=click.IntRange(min=1200), default=None, help="Serial baud rate (default 115200).")
+@click.option("--baud", type=click.IntRange(min=1200), default=None,
+              help="Serial baud rate (default: ota.json serialBaud, else 115200).")
 @reports_errors
 def terminal(transport: str | None, port: int | str | None, host: str | None, baud: int | None) -> None:
-    """An interactive shell on the board: its MicroPython REPL over USB serial; Ctrl-] exits."""
-    cfg = project_config()
+    """An interactive shell on the board: its MicroPython REPL over USB serial; Ctrl-] exits.
+
+    Ctrl-C stops uota's OTA server and the app to reach the REPL: on exit the board is then
+    soft-reset so they run again. Outside a project, give --port or --host.
+    """
+    cfg = project_config(names_board(host, port, transport))
     if resolve_transport(cfg, transport, port) == "wifi_tcp":
         _rio_shell(cfg, host, port)
         return
@@ -96,6 +148,10 @@ def terminal(transport: str | None, port: int | str | None, host: str | None, ba
     try:
         with _raw_stdin(sys.stdin.fileno()):
             ser.write(b"\r")  # shows the prompt
-            passthrough(ser, sys.stdin.fileno(), sys.stdout.fileno())
+            interrupted = passthrough(ser, sys.stdin.fileno(), sys.stdout.fileno())
+        if interrupted:
+            restore_app(ser)
+            click.echo(f"\nsoft-resetting {path}: Ctrl-C had stopped the OTA server and the app; "
+                       "they start again", err=True)
     finally:
         ser.close()

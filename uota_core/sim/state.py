@@ -124,4 +124,5 @@ def flash_of(state_dir: Path) -> FlashImage:
         ident = json.loads((state_dir / "board.json").read_text())
         return FlashImage(state_dir / "flash.bin", int(ident["flash_size"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BoardError(f"{state_dir} is not a virtual board state directory ({exc})") from None
+        raise BoardError(f"{state_dir} is not a virtual board state directory ({exc}): "
+                         f"create one with `uota sim run --state {state_dir}`") from None

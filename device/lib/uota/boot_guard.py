@@ -74,7 +74,7 @@ def mark_clean():
     from uota import fs
 
     fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
-    print("uota: boot marked healthy")
+    print("uota: boot marked healthy\n", end="")  # one write: the app thread prints too
     try:
         import esp32
 

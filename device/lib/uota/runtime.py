@@ -52,13 +52,15 @@ def _run_app():
         if _has_entry():
             __import__(APP_ENTRY.replace("/", "."))  # runs the app
         else:  # a board fresh from `uota bootstrap`: nothing to run, nothing crashed
-            print("uota: no app yet (%s.py): push one with `uota fast`" % APP_ENTRY)
+            print("uota: no app yet (%s.py): push one with `uota fast`\n" % APP_ENTRY, end="")
         _app["state"] = "returned"
     except SystemExit:
         _app["state"] = "returned"
     except BaseException as e:  # any app failure must leave the OTA loop running
         boot_guard.app_crashed = True  # before anything else: a host reset now can't hide it
-        print("uota: the app crashed:")
+        # one write, newline included: the ESP32 port writes print()'s end separately, and
+        # the main thread's line could land in between (`...:2018uota: the app crashed:`)
+        print("uota: the app crashed:\n", end="")
         _app["trace"] = _print_exception(e)  # for the host's push (uota.health)
         _app["at"] = time.ticks_ms()
         _app["state"] = "crashed"

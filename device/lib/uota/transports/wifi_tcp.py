@@ -210,7 +210,7 @@ class WifiTcp:
         self.ota = listen(self.cfg.get("port", 2018), WAITING)
         self.rio = listen(self.cfg.get("remoteioPort", 2019), 4)
         self.generation += 1
-        print("uota: listening on %s:%d" % (self.wlan.ifconfig()[0], self.cfg.get("port", 2018)))
+        print("uota: listening on %s:%d\n" % (self.wlan.ifconfig()[0], self.cfg.get("port", 2018)), end="")  # one write: the app thread prints too
         return True
 
     def accept_ota(self):
