@@ -7,14 +7,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from uota_core.config import Config, find_project, load_config
 from uota_core.errors import UotaError
+
+# rich, the config loader and the engine load where a command uses them: `uota --help`
+# and `uota --version` stay fast (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,8 @@ def reports_errors(fn: F) -> F:
 
 
 def project_config() -> Config:
+    from uota_core.config import find_project, load_config
+
     cfg = load_config(find_project())
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -78,6 +82,8 @@ def emit_json(obj: Any) -> None:
 def status_line(first: str) -> Iterator[Callable[[str], None]]:
     """An on_status callback: a live status line on a terminal's stderr; elsewhere (scripts,
     CI) `first` once, so logs stay one line per wait."""
+    from rich.console import Console
+
     console = Console(stderr=True)
     if not console.is_terminal:
         click.echo(f"{first}...", err=True)
@@ -91,6 +97,9 @@ def status_line(first: str) -> Iterator[Callable[[str], None]]:
 def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str], int], None],
                                                               Callable[[str, int], None]]]:
     """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     console = Console(stderr=True)
     # only on a terminal: piped stderr (scripts, CI) stays free of bar remnants
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,10 +17,12 @@ from uota_core.cli.common import (
     transfer_progress,
     transport_options,
 )
-from uota_core.config import Config, check_secret, check_version, write_secrets
-from uota_core.connect import open_remoteio, open_session, resolve_transport, serial_port
-from uota_core.health import AppHealth, ConsoleQuery, RemoteIOQuery, wait_for_app
-from uota_core.push import PushResult, push
+
+# the engine loads when a command runs, not for `uota --help` (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.config import Config
+    from uota_core.health import AppHealth
+    from uota_core.push import PushResult
 
 
 compress_option = click.option(
@@ -39,6 +42,10 @@ wait_option = click.option(
 
 def _push(mode: str, host: str | None, port: int | str | None, transport: str | None, version: str | None,
           wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False, wait: bool = True) -> None:
+    from uota_core.config import check_version
+    from uota_core.connect import open_session
+    from uota_core.push import push
+
     cfg = project_config()
     if version is not None:
         check_version(version)  # before connecting: the device would refuse it
@@ -59,6 +66,9 @@ def _wait_for_app(cfg: Config, transport: str | None, host: str | None, port: in
                   result: PushResult) -> AppHealth:
     """Ask the board how the app fares: RemoteIO over WiFi, the console over serial (asking
     over the UART would stop the boot it asks about)."""
+    from uota_core.connect import open_remoteio, resolve_transport, serial_port
+    from uota_core.health import ConsoleQuery, RemoteIOQuery, wait_for_app
+
     query: RemoteIOQuery | ConsoleQuery
     if resolve_transport(cfg, transport, port) == "serial":
         query = ConsoleQuery(serial_port(cfg, port), int(cfg.get("serialBaud", 115200)), result.release)
@@ -130,6 +140,8 @@ def full(host: str | None, port: int | None, transport: str | None, version: str
 @reports_errors
 def version(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
     """Read the version installed on the device."""
+    from uota_core.connect import open_session
+
     cfg = project_config()
     with open_session(cfg, transport, host, port) as session:
         installed = session.version()
@@ -142,6 +154,8 @@ def version(host: str | None, port: int | None, transport: str | None, as_json: 
 @reports_errors
 def info(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
     """Show the device's id, version, release, free heap and security settings."""
+    from uota_core.connect import open_session
+
     cfg = project_config()
     with open_session(cfg, transport, host, port) as session:
         dev = session.info
@@ -169,6 +183,9 @@ def passwd(host: str | None, port: int | None, transport: str | None, local: boo
 
     The device gets only a masked hash, authenticated with the current password.
     """
+    from uota_core.config import check_secret, write_secrets
+    from uota_core.connect import open_session
+
     cfg = project_config()
     check_secret("otaPassword", new_password, "password not changed")  # before the board has it
     if not local:

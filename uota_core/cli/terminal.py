@@ -12,13 +12,17 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
-import serial
 
 from uota_core.cli.common import PortParam, project_config, reports_errors
-from uota_core.config import Config
-from uota_core.connect import open_remoteio, resolve_transport, serial_port
+
+# pyserial and the engine load when the command runs (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    import serial
+
+    from uota_core.config import Config
 
 EXIT = b"\x1d"  # Ctrl-]
 
@@ -59,6 +63,7 @@ def passthrough(ser: serial.Serial, in_fd: int, out_fd: int) -> None:
 
 def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
     from uota_core.cli.remoteio import parse_kwargs
+    from uota_core.connect import open_remoteio
 
     with open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
         click.echo("RemoteIO shell: NAME key=value ... calls a handler; an empty line shows prints; Ctrl-] or Ctrl-D exits")
@@ -84,6 +89,8 @@ def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
 @reports_errors
 def terminal(transport: str | None, port: int | str | None, host: str | None, baud: int | None) -> None:
     """An interactive shell on the board: its MicroPython REPL over USB serial; Ctrl-] exits."""
+    from uota_core.connect import resolve_transport, serial_port
+
     cfg = project_config()
     if resolve_transport(cfg, transport, port) == "wifi_tcp":
         _rio_shell(cfg, host, port)
