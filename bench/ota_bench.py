@@ -1,6 +1,6 @@
 """OTA over TCP benchmarks against virtual boards.
 
-Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer]
+Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer] [--cli-only | --breakdown]
 
 - push of 100 files x 2 KB, then a one-file change, then no change (seconds, bytes on the wire);
   peer: `mpremote fs cp -r` of the same files over the board's 115200-baud serial port
@@ -12,6 +12,7 @@ Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer]
   start to exit: 20 files x 2 KB, one 50 KB file, no change; and CLI start-up (`uota --version`,
   `uota --help`) with the import time `python -X importtime` reports for `uota_core.cli`
   (`--cli-only` runs just these)
+- `--breakdown`: where the time of a 20 x 2 KB push goes, phase by phase (in-process, after start-up)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -265,6 +267,65 @@ def bench_wifi_cli_push(tmp: Path, runs: int) -> dict[str, list[float]]:
     return out
 
 
+PHASES = ("hello", "scan", "compile", "installed", "start_ota", "manifest", "need", "files", "commit")
+
+
+def bench_breakdown(tmp: Path, runs: int) -> dict[str, list[float]]:
+    """Phase times (ms) of a 20 x 2 KB push in this process: each engine step wrapped with a
+    clock. "files" is from the `need` reply to the `end_ota` request (the files and their
+    replies), "commit" the `end_ota` wait (the board's journalled commit)."""
+    import functools
+
+    import uota_core.push as push_mod
+    from uota_core.session import Session
+
+    stamps: list[tuple[str, float, float]] = []
+
+    def timed(owner: Any, attr: str, label: str) -> None:
+        fn = getattr(owner, attr)
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                stamps.append((label, t, time.perf_counter()))
+
+        setattr(owner, attr, wrapper)
+
+    for attr, label in (("open", "hello"), ("installed", "installed"), ("start_ota", "start_ota"),
+                        ("send_manifest", "manifest"), ("need", "need"), ("end_ota", "commit")):
+        timed(Session, attr, label)
+    timed(push_mod, "scan_project", "scan")
+    timed(push_mod, "plan_push", "compile")
+    out: dict[str, list[float]] = {k: [] for k in PHASES + ("total",)}
+    with VirtualBoard(tmp / "phaseboard", name="phase", baud=None, mdns=False) as board:
+        board.power_cut()
+        project = make_project(tmp / "phaseproj", board.host)
+        provision(board, project, mpy=True)
+        board.power_on()
+        wait_reachable(board.host, 2018)
+        timed_push(project, "0")
+        for r in range(runs):
+            wait_reachable(board.host, 2018)
+            for i in range(20):
+                (project / "app" / f"mod{i:02d}.py").write_text(f"# run {r}\n" + valid_source(i, 2048))
+            cfg = load_config(project)
+            stamps.clear()
+            t0 = time.perf_counter()
+            with open_session(cfg) as s:
+                push(s, cfg, "fast", version=str(r + 1))
+            out["total"].append((time.perf_counter() - t0) * 1000)
+            got = {label: (a, b) for label, a, b in stamps}
+            for label in PHASES:
+                if label == "files":
+                    out[label].append((got["commit"][0] - got["need"][1]) * 1000)
+                else:
+                    out[label].append((got[label][1] - got[label][0]) * 1000)
+    return out
+
+
 def report_cli(runs: int, tmp: Path) -> None:
     for key, values in bench_cli_startup(runs).items():
         unit, scale = ("ms", 1000) if key.startswith("wall") else ("ms", 1)
@@ -282,9 +343,15 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--no-peer", action="store_true", help="skip the (slow) mpremote peer run")
     ap.add_argument("--cli-only", action="store_true", help="only the uota command figures (WiFi push, start-up)")
+    ap.add_argument("--breakdown", action="store_true", help="only the phase breakdown of a 20 x 2 KB push")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if args.breakdown:
+            phases = bench_breakdown(tmp, args.runs)
+            print(f"20 x 2 KB push in-process, median of {args.runs} (ms): " +
+                  ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in phases.items()))
+            return
         report_cli(args.runs, tmp)
         if args.cli_only:
             return
