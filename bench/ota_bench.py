@@ -1,6 +1,6 @@
 """OTA over TCP benchmarks against virtual boards.
 
-Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer]
+Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer] [--cli-only | --breakdown]
 
 - push of 100 files x 2 KB, then a one-file change, then no change (seconds, bytes on the wire);
   peer: `mpremote fs cp -r` of the same files over the board's 115200-baud serial port
@@ -8,6 +8,9 @@ Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer]
 - heap retained by the OTA stack after boot vs a bare boot, and the lowest free heap during a
   256 KB push (128 KB heap), for the stack as .py and as .mpy
 - boot time from boot.py's first line to the app's first line, with and without the stack
+- `uota fast --no-wait` over WiFi (TCP) as a subprocess of the real `uota` entry point, and CLI
+  start-up (bench/ota_cli_bench.py; `--cli-only` runs just these); `--breakdown`: where the time
+  of a 20 x 2 KB push goes, phase by phase
 """
 
 from __future__ import annotations
@@ -190,9 +193,21 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--no-peer", action="store_true", help="skip the (slow) mpremote peer run")
+    ap.add_argument("--cli-only", action="store_true", help="only the uota command figures (WiFi push, start-up)")
+    ap.add_argument("--breakdown", action="store_true", help="only the phase breakdown of a 20 x 2 KB push")
     args = ap.parse_args()
+    from ota_cli_bench import bench_breakdown, report_cli  # here: it imports this module
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if args.breakdown:
+            phases = bench_breakdown(tmp, args.runs)
+            print(f"20 x 2 KB push in-process, median of {args.runs} (ms): " +
+                  ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in phases.items()))
+            return
+        report_cli(args.runs, tmp)
+        if args.cli_only:
+            return
         pushes = bench_push(tmp, args.runs)
         for label, key in (("100 files x 2 KB", "full"), ("one-file change", "one"), ("no change", "none")):
             secs = [p[0] for p in pushes[key]]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from uota_core.config import Config
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, Link
-from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
+
+if TYPE_CHECKING:  # loaded by open_remoteio: a push without the health wait never needs it
+    from uota_core.remoteio import RemoteIOClient
 
 
 def open_serial(cfg: Config, port: int | str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Link:
@@ -56,6 +60,8 @@ def open_link(cfg: Config, transport: str | None = None, host: str | None = None
 def open_remoteio(cfg: Config, transport: str | None = None, host: str | None = None,
                   port: int | str | None = None, timeout: float = DEFAULT_TIMEOUT) -> RemoteIOClient:
     """A connected RemoteIO client: TCP (remoteioPort), or multiplexed on the serial port."""
+    from uota_core.remoteio import RemoteIOClient
+
     if resolve_transport(cfg, transport, port) == "serial":
         from uota_core.serial_transport import open_serial_remoteio
 

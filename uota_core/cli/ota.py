@@ -18,11 +18,12 @@ from uota_core.cli.common import (
     transfer_progress,
     transport_options,
 )
-from uota_core.config import Config, check_secret, check_version, write_secrets
-from uota_core.connect import open_remoteio, open_session, resolve_transport, serial_port
-from uota_core.errors import UotaError
-from uota_core.health import AppHealth, ConsoleQuery, RemoteIOQuery, wait_for_app
-from uota_core.push import PushResult, push
+
+# the engine loads when a command runs, not for `uota --help` (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.config import Config
+    from uota_core.health import AppHealth
+    from uota_core.push import PushResult
 
 if TYPE_CHECKING:  # a type only: importing the session module here would slow every command's start
     from uota_core.session import Session
@@ -45,6 +46,10 @@ wait_option = click.option(
 
 def _push(mode: str, host: str | None, port: int | str | None, transport: str | None, version: str | None,
           wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False, wait: bool = True) -> None:
+    from uota_core.config import check_version
+    from uota_core.connect import open_session
+    from uota_core.push import push
+
     cfg = project_config()
     if version is not None:
         check_version(version)  # before connecting: the device would refuse it
@@ -65,6 +70,9 @@ def _wait_for_app(cfg: Config, transport: str | None, host: str | None, port: in
                   result: PushResult) -> AppHealth:
     """Ask the board how the app fares: RemoteIO over WiFi, the console over serial (asking
     over the UART would stop the boot it asks about)."""
+    from uota_core.connect import open_remoteio, resolve_transport, serial_port
+    from uota_core.health import ConsoleQuery, RemoteIOQuery, wait_for_app
+
     query: RemoteIOQuery | ConsoleQuery
     if resolve_transport(cfg, transport, port) == "serial":
         query = ConsoleQuery(serial_port(cfg, port), int(cfg.get("serialBaud", 115200)), result.release)
@@ -138,6 +146,8 @@ def full(host: str | None, port: int | None, transport: str | None, version: str
 @reports_errors
 def version(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
     """Read the version installed on the device (outside a project: give --host or --port)."""
+    from uota_core.connect import open_session
+
     cfg = project_config(names_board(host, port, transport))
     with open_session(cfg, transport, host, port) as session:
         installed = session.version()
@@ -151,6 +161,8 @@ def version(host: str | None, port: int | None, transport: str | None, as_json: 
 def info(host: str | None, port: int | None, transport: str | None, as_json: bool) -> None:
     """Show the device's id, version, release, free heap and security settings (outside a
     project: give --host or --port)."""
+    from uota_core.connect import open_session
+
     cfg = project_config(names_board(host, port, transport))
     with open_session(cfg, transport, host, port) as session:
         dev = session.info
@@ -180,6 +192,9 @@ def passwd(host: str | None, port: int | None, transport: str | None, local: boo
     The device gets only a masked hash, authenticated with the current password. A board
     with no password yet gets its first one from `uota bootstrap` over USB.
     """
+    from uota_core.config import check_secret, write_secrets
+    from uota_core.connect import open_session
+
     cfg = project_config()
     if new_password is not None:
         check_secret("otaPassword", new_password, "password not changed")  # before the board has it
@@ -200,6 +215,8 @@ def passwd(host: str | None, port: int | None, transport: str | None, local: boo
 
 
 def _check_has_password(session: Session) -> None:
+    from uota_core.errors import UotaError
+
     if session.info is None or not session.info.auth:
         raise UotaError(f"{session.link.name} has no OTA password: `uota passwd` can only change one; set "
                         "otaPassword in config/.ota.secrets.json and give the board its first password over "
@@ -207,6 +224,8 @@ def _check_has_password(session: Session) -> None:
 
 
 def _new_password(given: str | None) -> str:
+    from uota_core.config import check_secret
+
     if given is None:
         given = click.prompt("New OTA password", hide_input=True, confirmation_prompt=True)
         check_secret("otaPassword", given, "password not changed")

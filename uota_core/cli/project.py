@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from uota_core.bootstrap import bootstrap as run_bootstrap
 from uota_core.cli.common import project_config, reports_errors
-from uota_core.config import SECRETS_FILE
-from uota_core.project import fresh_secrets, init_project, migrate_entry
+
+# the engine loads when a command runs, not for `uota --help` (tests/test_cli_startup.py)
 
 
 @click.command()
@@ -20,6 +19,9 @@ from uota_core.project import fresh_secrets, init_project, migrate_entry
 @reports_errors
 def init(directory: Path, force: bool) -> None:
     """Create config/ota.json, config/.ota.secrets.json, app/app.py and app/main.py."""
+    from uota_core.config import SECRETS_FILE
+    from uota_core.project import init_project
+
     for rel in init_project(directory, force):
         click.echo(f"  created  {rel}")
     click.echo(f"A random otaPassword and signingKey are in {SECRETS_FILE} (gitignored, never pushed).")
@@ -29,6 +31,9 @@ def init(directory: Path, force: bool) -> None:
 @click.command()
 def keygen() -> None:
     """Print a fresh random otaPassword and 32-byte signingKey (as JSON)."""
+    from uota_core.config import SECRETS_FILE
+    from uota_core.project import fresh_secrets
+
     click.echo(json.dumps(fresh_secrets(), indent=2))
     click.echo(f"Put them in {SECRETS_FILE}, then `uota bootstrap` provisions them on the board "
                "(`uota passwd` changes only the password, over the air).", err=True)
@@ -46,6 +51,8 @@ def keygen() -> None:
 @reports_errors
 def bootstrap(serial_port: str | None, baud: int | None, mpy: bool | None) -> None:
     """Install the OTA stack over USB, provision the password hash and signing key, reset."""
+    from uota_core.bootstrap import bootstrap as run_bootstrap
+    from uota_core.project import migrate_entry
     from uota_core.connect import serial_port as find_serial_port
 
     cfg = project_config()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from uota_core.cli.common import PortParam, emit_json, json_option, names_board, project_config, reports_errors
-from uota_core.connect import open_remoteio
 from uota_core.errors import UotaError
-from uota_core.remoteio import RemoteIOClient
+
+# the RemoteIO client loads when a command runs (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.remoteio import RemoteIOClient
 
 
 def parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -30,6 +32,8 @@ def parse_kwargs(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _client(transport: str | None, host: str | None, port: int | str | None, timeout: float) -> RemoteIOClient:
+    from uota_core.connect import open_remoteio
+
     return open_remoteio(project_config(names_board(host, port, transport)), transport, host, port, timeout)
 
 

@@ -7,15 +7,17 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from uota_core.errors import UotaError
-from uota_core.sim import VirtualBoard
-from uota_core.sim.board import DEFAULT_BAUD, DEFAULT_HEAP
-from uota_core.sim.flash import FlashImage
-from uota_core.sim.state import flash_of, is_running
+from uota_core.sim.defaults import DEFAULT_BAUD, DEFAULT_HEAP
+
+# the VM supervisor, LittleFS and the pty load when a sim command runs: every other
+# command (and `uota --help`) starts without them (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    from uota_core.sim.flash import FlashImage
 
 STATE_HELP = "Board state directory (flash image, identity, serial symlink). Created if missing."
 # ls/cat/put/rm reach into a board that exists: they never create one
@@ -50,6 +52,8 @@ def run(state: Path, name: str | None, baud: int, heap: str, flash_size: int | N
     Prints one ready line once boot.py has started:
     serial=<port> host=<addr> hostname=<name>.local state=<dir>
     """
+    from uota_core.sim import VirtualBoard
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -81,6 +85,8 @@ def _reports_errors(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _writable_flash(state: Path) -> FlashImage:
+    from uota_core.sim.state import flash_of, is_running
+
     if is_running(state):
         raise UotaError(f"the board in {state} is running: stop it before writing its flash")
     return flash_of(state)
@@ -96,6 +102,8 @@ STATE_OPTION = click.option("--state", required=True, type=click.Path(file_okay=
 @_reports_errors
 def ls_cmd(state: Path, path: str) -> None:
     """List a directory on the board's flash (board stopped or running)."""
+    from uota_core.sim.state import flash_of
+
     for name in flash_of(state).listdir(path):
         click.echo(name)
 
@@ -106,6 +114,8 @@ def ls_cmd(state: Path, path: str) -> None:
 @_reports_errors
 def cat_cmd(state: Path, path: str) -> None:
     """Print a file from the board's flash."""
+    from uota_core.sim.state import flash_of
+
     sys.stdout.buffer.write(flash_of(state).read_file(path))
 
 

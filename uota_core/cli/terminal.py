@@ -12,13 +12,17 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
-import serial
 
 from uota_core.cli.common import PortParam, names_board, project_config, reports_errors
-from uota_core.config import Config
-from uota_core.connect import open_remoteio, resolve_transport, serial_port
+
+# pyserial and the engine load when the command runs (tests/test_cli_startup.py)
+if TYPE_CHECKING:
+    import serial
+
+    from uota_core.config import Config
 
 EXIT = b"\x1d"  # Ctrl-]
 CTRL_C = b"\x03"
@@ -100,6 +104,7 @@ def _line_ends_at_exit(fd: int) -> Iterator[None]:
 
 def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
     from uota_core.cli.remoteio import parse_kwargs
+    from uota_core.connect import open_remoteio
 
     fd = sys.stdin.fileno()
     with _line_ends_at_exit(fd), open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
@@ -136,6 +141,8 @@ def terminal(transport: str | None, port: int | str | None, host: str | None, ba
     Ctrl-C stops uota's OTA server and the app to reach the REPL: on exit the board is then
     soft-reset so they run again. Outside a project, give --port or --host.
     """
+    from uota_core.connect import resolve_transport, serial_port
+
     cfg = project_config(names_board(host, port, transport))
     if resolve_transport(cfg, transport, port) == "wifi_tcp":
         _rio_shell(cfg, host, port)

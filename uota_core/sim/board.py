@@ -17,6 +17,7 @@ from uota_core.sim.network import AddressLease, MdnsAnnouncer
 from uota_core.sim.peripherals import BoardPeripherals
 from uota_core.sim.rom import Panic, panic_of, reset_banner, signal_name
 from uota_core.sim.state import BoardState
+from uota_core.sim.defaults import DEFAULT_BAUD, DEFAULT_HEAP  # re-exported
 from uota_core.sim.uart import UartLine
 from uota_core.sim.vm import (
     HARD_RESET,
@@ -30,8 +31,6 @@ from uota_core.sim.vm import (
     process_stat,
 )
 
-DEFAULT_BAUD = 115200
-DEFAULT_HEAP = "128K"
 BOOT_TIMEOUT = 15.0
 # A VM that crashes this often before boot.py is broken, not crashing: stop rebooting it.
 PANICS_BEFORE_BOOT = 3
