@@ -12,7 +12,7 @@ from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, d
                              manifest_signature, new_salt, passwd_request)
 from uota_core.config import check_version
 from uota_core.errors import UotaError
-from uota_core.link import Closing, Link, LinkClosed, LinkError
+from uota_core.link import START_TIMEOUT, Closing, Link, LinkClosed, LinkError
 from uota_core.seal import PROTO, SealedLink, SessionKeys, hello_sum, proof
 
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
@@ -143,7 +143,8 @@ class Session(Closing):
     def hello(self) -> DeviceInfo | None:
         """Negotiate the extensions; None if the device only speaks the documented set."""
         self._send_line("hello")
-        line = self.link.readline()  # its exact bytes: the proofs cover them
+        # its exact bytes: the proofs cover them; it may come once another session ends
+        line = self.link.readline(max(self.link.timeout, START_TIMEOUT))
         reply = line.decode(errors="replace").rstrip("\r\n")
         if reply.startswith("error: unknown command"):
             return None
