@@ -104,8 +104,9 @@ class Commands:
             raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
         masked, salt, iters = arg.strip().split(";")
         masked = binascii.unhexlify(masked)
-        if len(masked) != 32 or len(salt) != 32 or salt.strip("0123456789abcdef") or int(iters) < 100000:
-            raise Refused("error: bad passwd request (32-byte key, 16-byte hex salt, >= 100000 iterations)")
+        # the iterations the host accepts (uota_core.auth): more would lock it out until a USB bootstrap
+        if len(masked) != 32 or len(salt) != 32 or salt.strip("0123456789abcdef") or not 100000 <= int(iters) <= 10000000:
+            raise Refused("error: bad passwd request (32-byte key, 16-byte hex salt, 100000 to 10000000 iterations)")
         pad = auth.Hmac(binascii.unhexlify(s.pw))
         pad.update("uota-passwd-3\n%s\n%s" % (s.nonce, s.hnonce))
         pad = pad.digest()
