@@ -17,7 +17,9 @@ import pytest
 
 from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms,
                             serial_tap, wait_until)
+from uota_core.auth import MAX_ITERATIONS, new_salt, passwd_request
 from uota_core.config import load_config
+from uota_core.errors import UotaError
 from uota_core.connect import open_remoteio, open_session, wait_reachable
 from uota_core.push import push
 from uota_core.remoteio import RemoteIOClient
@@ -88,6 +90,28 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
     assert b"7654321" not in rio.to_server + rio.to_client and b"tap-1" not in rio.to_client
     assert len(set(keys)) == 3  # the password changes really made new keys
     assert_no_secret(captured, PASSWORD, NEW_PASSWORD, SIGNING_KEY, keys=tuple(keys))
+
+
+def test_a_passwd_with_more_iterations_than_the_host_accepts_is_refused(locked: tuple[VirtualBoard, Path]) -> None:
+    # a key of more than MAX_ITERATIONS would make the host refuse the board at every hello,
+    # until a USB bootstrap: the host won't send one, and the board won't take one
+    board, _ = locked
+    before = board.read_file("/config/.ota.secrets.json")
+    too_many = MAX_ITERATIONS + 1
+    with Session(TcpLink(board.host, 2018), PASSWORD) as s:
+        s.open()
+        with pytest.raises(UotaError, match="10000000.*password not changed"):
+            s.passwd(NEW_PASSWORD, iterations=too_many)
+        # a raw request, as a hostile or older host would send it (the key's value doesn't
+        # matter: the board can't tell, and deriving 10 M iterations would take seconds)
+        request = passwd_request(s._key, s.info.nonce, s.host_nonce, bytes(32), new_salt(), too_many)
+        with pytest.raises(DeviceError, match="100000 to 10000000 iterations"):
+            s.request("passwd " + request)
+        assert s.ping()  # the session goes on
+    assert board.read_file("/config/.ota.secrets.json") == before, "a refused passwd changed the secrets"
+    with Session(TcpLink(board.host, 2018), PASSWORD) as s:  # the old password still opens it
+        info = s.open()
+        assert info is not None and info.iter <= MAX_ITERATIONS
 
 
 def test_no_password_or_key_on_the_serial_line(locked: tuple[VirtualBoard, Path]) -> None:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from uota_core.seal import SessionKeys
 
 DEFAULT_TIMEOUT = 10.0
+# A board serves one OTA session at a time, and RemoteIO only between a session's turns:
+# a connection's first reply (the hello) can wait behind someone else's stalled session
+# until the board ends it, at most 15 s after its last command (the device's COMMAND_MS,
+# docs/protocol.md "Deadlines"). The hello gets that plus a loaded machine's margin, so the
+# owner's first command after a stalled password holder succeeds, slowly, not fails.
+START_TIMEOUT = 25.0
 MAX_LINE = 64 * 1024
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, START_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
 from uota_core.seal import PROTO, RecordError, SessionKeys, hello_sum, proof
 from uota_core.session import REBOOTSTRAP, AuthError, older_stack
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
@@ -59,7 +59,7 @@ class RemoteIOClient(Closing):
 
     def _handshake(self, password: str) -> None:
         """Read the device's hello; answer its challenge if it has a password."""
-        line = self._line(self.timeout)
+        line = self._line(max(self.timeout, START_TIMEOUT))  # it may come once an OTA session ends
         frame = _parse(line)
         while "p" in frame:  # output ahead of the hello (over serial, an app just starting)
             self._prints.append(str(frame["p"]))

@@ -12,7 +12,7 @@ from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, d
                              manifest_signature, new_salt, passwd_request)
 from uota_core.config import check_version
 from uota_core.errors import UotaError
-from uota_core.link import Closing, Link, LinkClosed, LinkError
+from uota_core.link import START_TIMEOUT, Closing, Link, LinkClosed, LinkError
 from uota_core.seal import PROTO, SealedLink, SessionKeys, hello_sum, proof
 
 Progress = Callable[[int], None]  # called with the byte count of each chunk sent
@@ -143,7 +143,8 @@ class Session(Closing):
     def hello(self) -> DeviceInfo | None:
         """Negotiate the extensions; None if the device only speaks the documented set."""
         self._send_line("hello")
-        line = self.link.readline()  # its exact bytes: the proofs cover them
+        # its exact bytes: the proofs cover them; it may come once another session ends
+        line = self.link.readline(max(self.link.timeout, START_TIMEOUT))
         reply = line.decode(errors="replace").rstrip("\r\n")
         if reply.startswith("error: unknown command"):
             return None
@@ -250,15 +251,19 @@ class Session(Closing):
         files = dict(line.rsplit(":", 1) for line in lines if line)
         return Installed(version=str(info.get("version", "")), release=int(info.get("release", 0)), files=files)
 
-    def passwd(self, new_password: str) -> None:
+    def passwd(self, new_password: str, iterations: int = PBKDF2_ITERATIONS) -> None:
         """Give the device a new key (PBKDF2 of `new_password` under a fresh salt)."""
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            # a count the host refuses at every later hello would lock the board until a USB bootstrap
+            raise UotaError(f"{iterations} PBKDF2 iterations: uota accepts {MIN_ITERATIONS} to {MAX_ITERATIONS} "
+                            f"(default {PBKDF2_ITERATIONS}); password not changed")
         if self.info is None or not self.info.auth or not self._key:
             raise DeviceError("the device has no OTA password yet: provision the first one over USB "
                               "with `uota bootstrap`")
         salt = new_salt()
-        new_key = derive_key(new_password, salt, PBKDF2_ITERATIONS)
+        new_key = derive_key(new_password, salt, iterations)
         self.request("passwd " + passwd_request(self._key, self.info.nonce, self.host_nonce, new_key, salt,
-                                                PBKDF2_ITERATIONS))
+                                                iterations))
         self.password = new_password
 
     # -- OTA session ------------------------------------------------------------------

@@ -104,20 +104,22 @@ class Commands:
             raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
         masked, salt, iters = arg.strip().split(";")
         masked = binascii.unhexlify(masked)
-        if len(masked) != 32 or len(salt) != 32 or salt.strip("0123456789abcdef") or int(iters) < 100000:
-            raise Refused("error: bad passwd request (32-byte key, 16-byte hex salt, >= 100000 iterations)")
+        iters = int(iters)
+        # the iterations the host accepts (uota_core.auth): more would lock it out until a USB bootstrap
+        if len(masked) != 32 or len(salt) != 32 or salt.strip("0123456789abcdef") or not 100000 <= iters <= 10000000:
+            raise Refused("error: bad passwd request (32-byte key, 16-byte hex salt, 100000 to 10000000 iterations)")
         pad = auth.Hmac(binascii.unhexlify(s.pw))
         pad.update("uota-passwd-3\n%s\n%s" % (s.nonce, s.hnonce))
         pad = pad.digest()
         new = binascii.hexlify(bytes(masked[i] ^ pad[i] for i in range(32))).decode()
         sec = fs.read_json(fs.full(fs.SECRETS), {})
         sec.pop("otaPassword", None)
-        sec.update({"otaKey": new, "otaSalt": salt, "otaIter": int(iters)})
+        sec.update({"otaKey": new, "otaSalt": salt, "otaIter": iters})
         fs.write_json(fs.full(fs.SECRETS), sec)
-        s.pw, s.salt, s.iters = new, salt, int(iters)
+        s.pw, s.salt, s.iters = new, salt, iters
         import uota.remoteio
 
-        uota.remoteio.password, uota.remoteio.salt, uota.remoteio.iters = new, salt, int(iters)  # RemoteIO too
+        uota.remoteio.password, uota.remoteio.salt, uota.remoteio.iters = new, salt, iters  # RemoteIO too
         s.ch.reply("ok")
 
 

@@ -19,7 +19,7 @@ import binascii
 import _thread
 
 MAX_CLIENTS = 4  # authenticated listeners; a 5th that authenticates replaces the oldest
-MAX_STRANGERS = 4  # unauthenticated connections; a new one replaces the oldest of them
+MAX_STRANGERS = 4  # unauthenticated connections; a new one takes a place per source (evictee)
 PENDING_LIMIT = 2048  # print text waiting for the event loop
 OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped, and its calls wait
 STRANGER_OUT = 512  # an unauthenticated connection that leaves this much unread is dropped
@@ -295,14 +295,45 @@ def _read(c):
         _drop(c)
 
 
+def evictee(lobby, peer, rank):
+    """Who leaves a full lobby of unauthenticated connections (oldest first, each with a
+    `peer`) for a newcomer from `peer`, here and on the OTA port (uota.transports.wifi_tcp).
+    Places are shared per source address: a newcomer takes one from the address holding
+    the most (its own on a tie), so a stranger churning from one address only pushes out
+    its own connections, never the owner's mid-handshake. Within that address the least
+    advanced (lowest `rank`), oldest goes; with every address holding one place, the least
+    advanced, oldest of all (an attacker with many addresses: docs/reliability.md)."""
+    n = {}
+    for c in lobby:
+        n[c.peer] = n.get(c.peer, 0) + 1
+    most = max(n.values())
+    src = peer if n.get(peer, 0) + 1 >= most else None
+    if src is None:
+        for c in lobby:
+            if n[c.peer] == most:
+                src = c.peer
+                break
+    victim, low = None, 99
+    for c in lobby:
+        if c.peer == src and rank(c) < low:
+            victim, low = c, rank(c)
+    if victim is None:
+        for c in lobby:
+            if rank(c) < low:
+                victim, low = c, rank(c)
+    return victim
+
+
 def _make_room(c):
-    # the oldest of the new client's kind goes: a stranger never pushes a listener out, and
-    # a stranger that hasn't sent a challenge goes before one that has (the owner mid-
-    # handshake, under a churn of connections that send a byte or nothing)
-    mine = [o for o in _clients if o.authed == c.authed]
-    if len(mine) >= (MAX_CLIENTS if c.authed else MAX_STRANGERS):
-        fresh = [o for o in mine if o.hnonce is None]
-        _drop((fresh or mine)[0])
+    # a stranger never pushes a listener out; among strangers, one that hasn't sent a
+    # challenge goes before one that has (evictee)
+    if c.authed:  # no password: every client is a listener
+        if len(_clients) >= MAX_CLIENTS:
+            _drop(_clients[0])
+        return
+    lobby = [o for o in _clients if not o.authed]
+    if len(lobby) >= MAX_STRANGERS:
+        _drop(evictee(lobby, c.peer, lambda o: 0 if o.hnonce is None else 1))
 
 
 def _answer_guesses():

@@ -12,6 +12,7 @@ from uota.channel import Channel, Closed
 CHUNK = 1024
 COMMAND_MS = 15000  # an authenticated session with no whole command line this long ends (WiFi TCP)
 OPEN_COMMANDS = ("ping", "hello", "challenge", "auth")
+BODIES = ("manifest", "file", "zfile")  # commands whose bytes follow the line
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
         "zfile": "staging", "end_ota": "staging", "abort": "staging",
@@ -57,7 +58,8 @@ class Session:
     def run(self):
         """Serve commands until the peer goes away; True if the device should reset."""
         # The session has the event loop to itself: a peer that holds it idle, or trickles
-        # a line, must not keep the owner out for long. Bodies are bounded per record.
+        # a line, must not keep the owner out for long. Bodies are bounded per record and
+        # by a minimum rate (dispatch).
         bound = getattr(self.base, "bound", None)
         try:
             while not self.reset:
@@ -85,9 +87,21 @@ class Session:
             return
         if not self.authed and cmd not in OPEN_COMMANDS:
             self.ch.reply("error: auth required")
-            if cmd in ("manifest", "file", "zfile"):
+            if cmd in BODIES:
                 raise Closed()  # its body would be read as commands
             return
+        # a body must keep coming at the transport's minimum rate (WiFi TCP): trickled, it
+        # would hold the event loop as long as it went on, each read within the idle time
+        pace = getattr(self.base, "pace", None) if cmd in BODIES else None
+        if pace:
+            pace(True)
+        try:
+            self._run(cmd, fn, arg)
+        finally:
+            if pace:
+                pace(False)
+
+    def _run(self, cmd, fn, arg):
         try:
             if fn is None:
                 mod = LAZY[cmd]
@@ -105,7 +119,7 @@ class Session:
             self.ch.reply("error: " + fs_error(e))
         except (ValueError, KeyError, TypeError) as e:
             self.ch.reply("error: bad request (%s)" % e)
-            if cmd in ("manifest", "file", "zfile"):
+            if cmd in BODIES:
                 raise Closed()  # where its body ends is unknown now: don't read it as commands
 
     # -- helpers --------------------------------------------------------------------
