@@ -128,12 +128,12 @@ def test_a_bad_version_option_fails_before_connecting(tmp_path: Path, monkeypatc
                                                       version: str) -> None:
     from click.testing import CliRunner
 
-    import uota_core.cli.ota as ota_cli
+    import uota_core.connect
     from uota_core.cli import cli
 
     make(tmp_path, {})
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ota_cli, "open_session", lambda *a, **k: pytest.fail("connected with a bad version"))
+    monkeypatch.setattr(uota_core.connect, "open_session", lambda *a, **k: pytest.fail("connected with a bad version"))
     result = CliRunner().invoke(cli, ["fast", "--version", version])
     assert result.exit_code == 1
     assert "error: --version: bad version" in result.output and "1 to 32 characters" in result.output

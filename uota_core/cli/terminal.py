@@ -86,10 +86,10 @@ def restore_app(ser: serial.Serial) -> None:
 
 
 @contextlib.contextmanager
-def _line_ends_at_exit(fd: int) -> Iterator[None]:
+def _line_ends_at_exit(fd: int | None) -> Iterator[None]:
     """On a terminal, Ctrl-] also ends a line (VEOL), so it reaches the shell at once instead
     of after an Enter; line editing stays the terminal's."""
-    if not os.isatty(fd):
+    if fd is None or not os.isatty(fd):
         yield
         return
     old = termios.tcgetattr(fd)
@@ -102,18 +102,37 @@ def _line_ends_at_exit(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, old)
 
 
+def _stdin_fd() -> int | None:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+
+
+def _typed(fd: int | None) -> Iterator[bytes]:
+    """What the user typed, up to Ctrl-] or the end of input. A real fd is read directly:
+    sys.stdin's readline would wait for a newline after Ctrl-]."""
+    while True:
+        data = os.read(fd, 4096) if fd is not None else sys.stdin.readline().encode()
+        if not data:
+            return
+        i = data.find(EXIT)
+        if i >= 0:
+            if i:
+                yield data[:i]
+            return
+        yield data
+
+
 def _rio_shell(cfg: Config, host: str | None, port: int | str | None) -> None:
     from uota_core.cli.remoteio import parse_kwargs
     from uota_core.connect import open_remoteio
 
-    fd = sys.stdin.fileno()
+    fd = _stdin_fd()
     with _line_ends_at_exit(fd), open_remoteio(cfg, "wifi_tcp", host, port, 10.0) as rio:
         click.echo("RemoteIO shell: NAME key=value ... calls a handler; an empty line shows prints; Ctrl-] or Ctrl-D exits")
         pending = b""
-        while True:
-            data = os.read(fd, 4096)  # not sys.stdin: its readline waits for a newline after Ctrl-]
-            if not data or EXIT in data:
-                return
+        for data in _typed(fd):
             pending += data
             *lines, pending = pending.split(b"\n")
             for line in lines:
