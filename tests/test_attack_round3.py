@@ -6,6 +6,9 @@ that fail today (strict xfail) so the fix can turn them green.
   port (break 7): the stranger's replacement connection comes back at once and pushes out
   the owner's, which is at the `hello` step while the host derives its key (0 of 5 `uota
   version`; 9 stranger connections in all).
+- The same on RemoteIO, where the stranger's 4 connections need not even send anything:
+  they read the hello and wait (0 of 5 owner connections got a `ping` through; 24 stranger
+  connections in all).
 - A guesser with more source addresses than the throttle remembers (8) is not slowed at all
   (break 9): measured 3.9 guesses/s from 8 addresses, 32/s from 10, 177/s from 24.
 - On a board with a signing key, the password alone changes the password (`passwd`), so a
@@ -25,6 +28,7 @@ from attack_helpers import PASSWORD, SIGNING_KEY, healthy_board
 from uota_core.auth import derive_key
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
+from uota_core.remoteio import RemoteIOClient
 from uota_core.session import Session
 from uota_core.sim import VirtualBoard
 from uota_core.tcp import TcpLink
@@ -103,6 +107,58 @@ def test_strangers_held_at_the_challenge_step_do_not_lock_the_owner_out(board: V
         for t in threads:
             t.join(15)
     assert results.count("ok") >= 4, (results, f"{opened[0]} stranger connections")
+
+
+def waiting_remoteio_stranger(board: VirtualBoard, stop: threading.Event, opened: list[int]) -> None:
+    """One unauthenticated RemoteIO connection at a time that reads the hello and waits; a
+    new one only when the board closes it."""
+    while not stop.is_set() and opened[0] < 300:
+        opened[0] += 1
+        try:
+            s = socket.socket()
+            s.bind((STRANGER, 0))
+            s.settimeout(10)
+            s.connect((board.host, 2019))
+            s.makefile("rb").readline()
+            s.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    if not s.recv(100):
+                        break
+                except TimeoutError:
+                    continue
+        except OSError:
+            stop.wait(0.05)
+        finally:
+            s.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 break 6/7, round 3: 4 waiting RemoteIO strangers that "
+                                       "reconnect when closed keep the owner's new RemoteIO connection out")
+def test_waiting_remoteio_strangers_do_not_keep_the_owner_out(board: VirtualBoard) -> None:
+    stop = threading.Event()
+    opened = [0]
+    threads = [threading.Thread(target=waiting_remoteio_stranger, args=(board, stop, opened), daemon=True)
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    results: list[str] = []
+    try:
+        deadline = time.monotonic() + 10
+        while opened[0] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(5):
+            derive_key.cache_clear()  # as a fresh host process: the key is derived after the hello
+            try:
+                with RemoteIOClient(board.host, password=PASSWORD, timeout=15) as c:
+                    results.append(str(c.call("ping")))
+            except (UotaError, LinkError, OSError) as e:
+                results.append(str(e))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert results.count("pong") >= 4, (results, f"{opened[0]} stranger connections")
 
 
 def guesser(board: VirtualBoard, source: str, stop: threading.Event, answered: list[int]) -> None:
