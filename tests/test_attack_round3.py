@@ -15,16 +15,22 @@ that fail today (strict xfail) so the fix can turn them green.
   directories left its stage behind) is not read to its end: the rest of its body runs as
   commands (`error: unknown command app/main.py:<sha>`), and every later reply of that
   session answers the wrong request.
+- A holder of the password with 4 RemoteIO listeners that send calls and read no replies,
+  on a board whose app allocates, gets `uota: event loop recovered from MemoryError(...
+  allocating 4597 bytes)`: each listener's reply queue grows by reallocation, one
+  contiguous block of up to 4 KB + a reply, which a fragmented heap doesn't have.
 - On a board with a signing key, the password alone changes the password (`passwd`), so a
   holder of the password locks the owner out of OTA and RemoteIO until a USB bootstrap.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +254,40 @@ def test_a_manifest_refused_for_space_is_read_to_its_end(board: VirtualBoard) ->
     finally:
         with session() as s:
             s.abort()  # frees the flash for the module's other tests
+
+
+ALLOCATING_APP = ("import time\nimport uota\nimport uota.remoteio as remoteio\n\n"
+                  "@remoteio.on('echo')\ndef _(n=0):\n    return n\n\n"
+                  "def run():\n    print('app started')\n    uota.mark_healthy()\n"
+                  "    while True:\n        x = [bytearray(100) for i in range(50)]\n        time.sleep(0.01)\n")
+
+
+@pytest.mark.xfail(strict=True, reason="round 3: 4 listeners that don't read their replies make the "
+                                       "RemoteIO loop hit MemoryError on a board whose app allocates")
+def test_listeners_that_do_not_read_cost_no_memory_error(tmp_path: Path) -> None:
+    with healthy_board(tmp_path, "round3alloc", password=PASSWORD, app=ALLOCATING_APP) as (b, _):
+        seen = len(b.console)
+        stop = threading.Event()
+        listeners = [RemoteIOClient(b.host, password=PASSWORD, timeout=10) for _ in range(4)]
+        frame = (json.dumps({"id": 1, "call": "echo", "args": {"n": "z" * 900}}) + "\n").encode()
+
+        def flood(c: RemoteIOClient) -> None:
+            try:
+                while not stop.is_set():
+                    c.link.write(frame * 20)  # replies never read: TCP pushes back in the end
+                    stop.wait(0.01)
+            except (LinkError, OSError):
+                return
+
+        threads = [threading.Thread(target=flood, args=(c,), daemon=True) for c in listeners]
+        for t in threads:
+            t.start()
+        stop.wait(20)
+        stop.set()
+        for c in listeners:
+            c.close()
+        for t in threads:
+            t.join(15)
+        with RemoteIOClient(b.host, password=PASSWORD, timeout=10) as c:
+            assert c.call("echo", n=5) == 5
+        assert "MemoryError" not in b.console[seen:], b.console[seen:][-2000:]
