@@ -1,5 +1,6 @@
-"""Third outside attack round on issue 11 (docs/reliability.md): what still broke, as tests
-that fail today (strict xfail) so the fix can turn them green.
+"""Third outside attack round on issue 11 (docs/reliability.md): what broke, as tests. The
+two lobby breaks are fixed by lobby places per source address; the others fail today
+(strict xfail) until their fix turns them green.
 
 - A stranger that keeps its 4 lobby connections at the `challenge` step (both steps are
   open to anyone) and reconnects only when one is pushed out locks the owner out of the OTA
@@ -92,8 +93,6 @@ def advanced_stranger(board: VirtualBoard, stop: threading.Event, opened: list[i
             s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 break 7, round 3: 4 strangers at the challenge step "
-                                       "push the owner out of the lobby (0 of 5 `version`)")
 def test_strangers_held_at_the_challenge_step_do_not_lock_the_owner_out(board: VirtualBoard) -> None:
     stop = threading.Event()
     opened = [0]
@@ -143,8 +142,6 @@ def waiting_remoteio_stranger(board: VirtualBoard, stop: threading.Event, opened
             s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 break 6/7, round 3: 4 waiting RemoteIO strangers that "
-                                       "reconnect when closed keep the owner's new RemoteIO connection out")
 def test_waiting_remoteio_strangers_do_not_keep_the_owner_out(board: VirtualBoard) -> None:
     stop = threading.Event()
     opened = [0]
