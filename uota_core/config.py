@@ -130,6 +130,13 @@ class Config:
     def signing_key(self) -> str:
         return self.values.get("signingKey", "")
 
+    @property
+    def key_cache(self) -> Path:
+        """Where the device keys derived from the password are kept between commands."""
+        from uota_core.auth import KEY_CACHE
+
+        return self.root / KEY_CACHE
+
 
 def _read_json(path: Path, rel: str) -> dict[str, Any]:
     try:

@@ -65,15 +65,17 @@ def open_remoteio(cfg: Config, transport: str | None = None, host: str | None = 
     if resolve_transport(cfg, transport, port) == "serial":
         from uota_core.serial_transport import open_serial_remoteio
 
-        return open_serial_remoteio(serial_port(cfg, port), cfg.get("serialBaud", 115200), timeout, cfg.password)
+        return open_serial_remoteio(serial_port(cfg, port), cfg.get("serialBaud", 115200), timeout, cfg.password,
+                                    cfg.key_cache)
     return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout,
-                          password=cfg.password)
+                          password=cfg.password, key_cache=cfg.key_cache)
 
 
 def open_session(cfg: Config, transport: str | None = None, host: str | None = None, port: int | str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> Session:
     """A connected, authenticated OTA session."""
-    session = Session(open_link(cfg, transport, host, port, timeout), cfg.password, cfg.signing_key)
+    session = Session(open_link(cfg, transport, host, port, timeout), cfg.password, cfg.signing_key,
+                      cfg.key_cache)
     try:
         session.open()
     except BaseException:

@@ -146,7 +146,8 @@ class Device(Closing):
         port = int(self.cfg["remoteioPort"])
         while not self._closed.is_set():
             try:
-                client = RemoteIOClient(self.host, port, timeout=2.0, password=self.cfg.password)
+                client = RemoteIOClient(self.host, port, timeout=2.0, password=self.cfg.password,
+                                        key_cache=self.cfg.key_cache)
             except (LinkError, OSError):
                 self._closed.wait(0.1)  # the board is resetting or not up yet: retry
                 continue
@@ -218,10 +219,11 @@ class Device(Closing):
                 from uota_core.serial_transport import open_serial_remoteio
 
                 assert self.serial_port
-                self._rio = open_serial_remoteio(self.serial_port, self.baud, self.timeout, self.cfg.password)
+                self._rio = open_serial_remoteio(self.serial_port, self.baud, self.timeout, self.cfg.password,
+                                                 self.cfg.key_cache)
             else:
                 self._rio = RemoteIOClient(self.host, int(self.cfg["remoteioPort"]), timeout=self.timeout,
-                                           password=self.cfg.password)
+                                           password=self.cfg.password, key_cache=self.cfg.key_cache)
         return self._rio
 
     def _drop_rio(self) -> None:
@@ -296,7 +298,7 @@ class Device(Closing):
 
                 link = TcpLink(self.host, int(self.cfg["port"]), timeout=self.timeout)
             try:
-                with Session(link, self.cfg.password, self.cfg.signing_key) as s:
+                with Session(link, self.cfg.password, self.cfg.signing_key, self.cfg.key_cache) as s:
                     s.open()
                     yield s
             finally:

@@ -15,9 +15,10 @@ import json
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, derive_key
+from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, proven_key
 from uota_core.errors import UotaError
 from uota_core.link import DEFAULT_TIMEOUT, START_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
 from uota_core.seal import PROTO, RecordError, SessionKeys, hello_sum, proof
@@ -40,7 +41,7 @@ def _parse(line: bytes) -> dict[str, Any]:
 
 class RemoteIOClient(Closing):
     def __init__(self, host: str | None = None, port: int = REMOTEIO_PORT, timeout: float = DEFAULT_TIMEOUT,
-                 link: Link | None = None, password: str = "") -> None:
+                 link: Link | None = None, password: str = "", key_cache: Path | None = None) -> None:
         if link is None:
             if host is None:
                 raise ValueError("RemoteIOClient needs a host or a link")
@@ -51,6 +52,7 @@ class RemoteIOClient(Closing):
         self._prints: deque[str] = deque(maxlen=10000)
         self.device_id = ""
         self.sealed = False  # frames travel in records (the device has a password)
+        self.key_cache = key_cache  # a project's derived keys (auth.proven_key)
         try:
             self._handshake(password)
         except BaseException:
@@ -93,11 +95,12 @@ class RemoteIOClient(Closing):
             raise AuthError(older_stack(proto, bool(salt), "the device's RemoteIO"))
         if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
             raise AuthError(f"the device's key uses {iterations} PBKDF2 iterations; {REBOOTSTRAP}")
-        key = derive_key(password, salt, iterations)
         host_nonce = secrets.token_hex(16)
         self.link.write(json.dumps({"challenge": host_nonce}).encode() + b"\n")
         reply = self._reply_to("challenge")
-        if not compare_digest(str(reply.get("proof", "")), proof(key, "dev", self.device_id, nonce, host_nonce, hsum)):
+        key = proven_key(password, salt, iterations, cache=self.key_cache, proves=lambda k: compare_digest(
+            str(reply.get("proof", "")), proof(k, "dev", self.device_id, nonce, host_nonce, hsum)))
+        if not key:
             raise AuthError(f"wrong OTA password for RemoteIO, or not your device: {self.link.name} could not prove "
                             "it knows the key for otaPassword in config/.ota.secrets.json, or that it sent the "
                             "hello this host got (if the password is right: an impostor or a relay, e.g. one "

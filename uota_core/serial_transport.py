@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import time
+from pathlib import Path
 
 import serial
 
@@ -338,10 +339,10 @@ class RemoteIOSerialLink(BoardSerialLink):
 
 
 def open_serial_remoteio(port: str, baud: int = 115200, timeout: float = DEFAULT_TIMEOUT,
-                         password: str = "") -> "RemoteIOClient":
+                         password: str = "", key_cache: Path | None = None) -> "RemoteIOClient":
     """A RemoteIOClient whose calls and print stream share the board's UART (needs the uota
     lib); with the board's OTA password, the calls and results travel in records."""
     from uota_core.remoteio import RemoteIOClient
 
     link = _start(port, baud, "rio", timeout, None, RemoteIOSerialLink)
-    return RemoteIOClient(link=link, timeout=timeout, password=password)
+    return RemoteIOClient(link=link, timeout=timeout, password=password, key_cache=key_cache)

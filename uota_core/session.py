@@ -6,9 +6,10 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hmac import compare_digest
+from pathlib import Path
 from typing import Any
 
-from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, delete_signature, derive_key,
+from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, delete_signature, derive_key, proven_key,
                              manifest_signature, new_salt, passwd_request)
 from uota_core.config import check_version
 from uota_core.errors import UotaError
@@ -95,10 +96,11 @@ class Installed:
 class Session(Closing):
     """One connection to a device's OTA server."""
 
-    def __init__(self, link: Link, password: str = "", signing_key: str = "") -> None:
+    def __init__(self, link: Link, password: str = "", signing_key: str = "", key_cache: Path | None = None) -> None:
         self.link = link
         self.password = password
         self.signing_key = signing_key
+        self.key_cache = key_cache  # a project's derived keys (auth.proven_key)
         self.info: DeviceInfo | None = None
         self.authenticated = False
         self.host_nonce = ""
@@ -178,13 +180,14 @@ class Session(Closing):
                             f"{MIN_ITERATIONS} to {MAX_ITERATIONS}); {REBOOTSTRAP}")
         import secrets
 
-        key = derive_key(self.password, info.salt, info.iter)
         self.host_nonce = secrets.token_hex(16)
         reply = self.request(f"challenge {self.host_nonce}")
         # the device proves the key, and the hello this host got, first: nothing keyed goes
         # to one that can't, nor through a relay that edited the hello
-        if not (reply.startswith("proof ") and compare_digest(
-                reply[6:].strip(), proof(key, "dev", info.id, info.nonce, self.host_nonce, self.hello_sum))):
+        key = reply.startswith("proof ") and proven_key(
+            self.password, info.salt, info.iter, cache=self.key_cache, proves=lambda k: compare_digest(
+                reply[6:].strip(), proof(k, "dev", info.id, info.nonce, self.host_nonce, self.hello_sum)))
+        if not key:
             raise AuthError(f"wrong OTA password, or not your device: {self.link.name} could not prove it knows "
                             "the key for otaPassword in config/.ota.secrets.json, or that it sent the hello this "
                             "host got. If the password is right, this is an impostor or a relay (e.g. a spoofed "
