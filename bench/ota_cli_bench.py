@@ -6,6 +6,8 @@ bench/ota_bench.py: `--cli-only`, `--breakdown`; docs/benchmarks.md has the figu
 - `uota --version` / `uota --help` wall time, and the import time `python -X importtime`
   reports for `uota_core.cli`
 - the phase breakdown of a 20 x 2 KB push, in-process (after start-up)
+- opening a session to a password-protected board: a project's first command (PBKDF2 on
+  the host) against a later one (the derived key kept in .uota/keys.json)
 """
 
 from __future__ import annotations
@@ -102,6 +104,34 @@ def bench_wifi_cli_push(tmp: Path, runs: int) -> dict[str, list[float]]:
     return out
 
 
+def bench_password_no_change(tmp: Path, runs: int) -> dict[str, list[float]]:
+    """Opening an authenticated session to a board with a password (the default 200,000
+    PBKDF2 iterations), as every command does: without the kept key (a project's first
+    command) and with it. In-process, with the in-memory memo cleared, so each figure is
+    what a new `uota` process pays."""
+    from uota_core.auth import KEY_CACHE, derive_key
+    from uota_core.config import write_secrets
+
+    out: dict[str, list[float]] = {"key derived": [], "key kept": []}
+    with VirtualBoard(tmp / "pwboard", name="pw", baud=None, mdns=False) as board:
+        board.power_cut()
+        project = make_project(tmp / "pwproj", board.host)
+        write_secrets(project, {"otaPassword": "bench-Password-kept-0"})
+        provision(board, project, mpy=True)
+        board.power_on()
+        wait_reachable(board.host, 2018)
+        cfg = load_config(project)
+        for _ in range(runs):
+            for label in out:
+                if label == "key derived":
+                    (project / KEY_CACHE).unlink(missing_ok=True)
+                derive_key.cache_clear()
+                t0 = time.perf_counter()
+                open_session(cfg).close()
+                out[label].append(time.perf_counter() - t0)
+    return out
+
+
 PHASES = ("hello", "scan", "compile", "installed", "start_ota", "manifest", "need", "files", "commit")
 
 
@@ -167,6 +197,9 @@ def report_cli(runs: int, tmp: Path) -> None:
         what = f"uota {key[5:]} command start to exit" if key.startswith("wall") else \
             f"imports of uota_core.cli for uota {key[8:]} (-X importtime)"
         print(f"{what}: median {statistics.median(values) * scale:.0f} {unit} ({runs} runs)")
+    for label, secs in bench_password_no_change(tmp, runs).items():
+        print(f"session open to a board with a password, {label}: median "
+              f"{statistics.median(secs) * 1000:.0f} ms, min {min(secs) * 1000:.0f} ms ({runs} runs)")
     for label, secs in bench_wifi_cli_push(tmp, runs).items():
         print(f"uota fast --no-wait over TCP, {label}: median {statistics.median(secs):.3f} s, "
               f"min {min(secs):.3f} s ({runs} runs, command start to exit)")
