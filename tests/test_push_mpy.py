@@ -253,3 +253,28 @@ def test_over_serial_a_plain_micropython_board_gets_mpy_files_that_run(board: Vi
     assert result.committed and "app/app.mpy" in result.sent and result.as_mpy == ["app/app.py", "app/main.py"]
     board.expect("app started from app/app.mpy", timeout=20)
     assert "app.py" not in board.listdir("/app")
+
+
+@pytest.mark.timeout(180)
+def test_a_compile_longer_than_the_boards_idle_limit_keeps_the_session(
+        ota_board: VirtualBoard, ota_project: Path, monkeypatch) -> None:
+    """A cold compile of a big project can outlast the 15 s an idle session is kept; the host
+    keeps the session alive meanwhile, and the push goes through."""
+    import threading
+
+    import uota_core.push as push_mod
+
+    pushed(ota_board, ota_project)
+    write_app(ota_project)
+    real = push_mod.plan_push
+    never = threading.Event()
+
+    def slow_plan(*a, **k):
+        # the real compile, 17 s late: as a cold compile of a far bigger project on a slow machine
+        never.wait(17)
+        return real(*a, **k)
+
+    monkeypatch.setattr(push_mod, "plan_push", slow_plan)
+    result = pushed(ota_board, ota_project, version="1.1.0")
+    assert result.committed and "app/app.py" in result.sent
+    assert answer(ota_board) == [42, "app/app.py"]

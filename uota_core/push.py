@@ -7,7 +7,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from uota_core.config import CONFIG_FILE, Config, check_version
 from uota_core.errors import UotaError
@@ -23,6 +23,7 @@ ChunkCallback = Callable[[str, int], None]
 PACK_MIN_SIZE = 256  # smaller files gain too little from compression
 PACK_MAX_RATIO = 0.9  # a body must save at least 10 % to be sent compressed
 REPLIES_IN_FLIGHT = 1  # files sent ahead of their `ok`: hides the per-file round trip
+KEEPALIVE_S = 5.0  # a `ping` this often while the host works: the board ends a session idle 15 s
 
 
 @dataclass
@@ -65,6 +66,25 @@ class PushError(UotaError):
     """A push failed; the device stays on its previous version."""
 
 
+T = TypeVar("T")
+
+
+def _keeping_alive(session: Session, work: Callable[[], T]) -> T:
+    """`work()` (the compile check: a cold compile of a big project can take more than the
+    board's 15 s idle limit on an authenticated session), with the session pinged meanwhile.
+    Only this thread talks to the session."""
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as StillWorking
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        job = pool.submit(work)
+        while True:
+            try:
+                return job.result(timeout=KEEPALIVE_S)
+            except StillWorking:
+                session.ping()
+
+
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
          on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None,
          compress: bool | None = None) -> PushResult:
@@ -87,7 +107,8 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
                         "signingKey in config/.ota.secrets.json to push unsigned)")
     scan = scan_project(cfg, mode)
     # every .py compiles for the board before a byte is sent; mpyFiles become .mpy
-    mpy = plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []), session.info.mpy if session.info else 0)
+    mpy = _keeping_alive(session, lambda: plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []),
+                                                    session.info.mpy if session.info else 0))
     local = mpy.files
     # a device that predates `hello` can't report its files: send everything
     legacy = session.info is None
