@@ -65,18 +65,33 @@ def test_power_cut_at_a_random_instant_of_a_push(tmp_path: Path, n: int) -> None
             target = "A" if current == "B" else "B"
             write_set(project, target)
             cfg = load_config(project)
-            # every other cut early in the push, the rest anywhere after its commit: both sides
-            # of the commit point get hit, whatever share of the span the reboot takes
-            delay = rng.uniform(0, committed * 0.6) if i % 2 == 0 else rng.uniform(committed, span * 1.1)
+            # every other cut at a random byte of the transfer (before the commit, however
+            # slow the machine), the rest at a random instant after the commit: both sides of
+            # the commit point get hit, whatever share of the span the reboot takes
+            early = i % 2 == 0
+            delay = rng.random() if early else rng.uniform(committed, span * 1.1)
             cut_at.append(delay)
-            timer = threading.Timer(delay, board.power_cut)
-            timer.start()
+            left = [0.0]
+
+            def plan(paths: list[str], total: int, fraction: float = delay) -> None:
+                left[0] = total * fraction
+
+            def chunk(path: str, nbytes: int) -> None:
+                left[0] -= nbytes
+                if left[0] <= 0 and board.running:
+                    board.power_cut()
+
+            timer = threading.Timer(delay, board.power_cut) if not early else None
+            if timer:
+                timer.start()
             try:
                 with open_session(cfg, timeout=5) as s:
-                    push(s, cfg, "fast", version=target)
+                    push(s, cfg, "fast", version=target, on_plan=plan if early else None,
+                         on_chunk=chunk if early else None)
             except (UotaError, OSError):
                 pass  # the cut came first: the push fails, as it would on a real board
-            timer.join()
+            if timer:
+                timer.join()
             board.power_cut()  # if the push finished first, cut the reboot after it
             mark = board.console_mark()
             board.power_on()
@@ -84,7 +99,7 @@ def test_power_cut_at_a_random_instant_of_a_push(tmp_path: Path, n: int) -> None
             actual = app_set(board)
             assert "/ota_journal.json" not in flash_hashes(board)  # boot finished any commit
             version = "A" if actual == sets["A"] else "B" if actual == sets["B"] else None
-            assert version is not None, f"cut {i} at {delay:.3f}s left a mix: " + str(
+            assert version is not None, f"cut {i} at {f'{delay:.0%} of the bytes' if early else f'{delay:.3f}s'} left a mix: " + str(
                 {p: ("A" if h == sets["A"].get(p) else "B" if h == sets["B"].get(p) else "?")
                  for p, h in actual.items()})
             wait_reachable(board.host, 2018)
