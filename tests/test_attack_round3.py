@@ -268,6 +268,40 @@ def test_a_manifest_refused_for_space_is_read_to_its_end(board: VirtualBoard) ->
             s.abort()  # frees the flash for the module's other tests
 
 
+def test_refused_file_bodies_are_read_to_their_end_and_an_oversized_one_ends_the_session(
+        board: VirtualBoard) -> None:
+    """Whatever refuses a body (here: a path not in the manifest), its bytes never run as
+    commands: `file` and `zfile` bodies made of command lines are skipped, and a declared
+    body over the drain bound (1 MB) ends the session instead of holding the board."""
+    import hashlib
+    import zlib
+
+    from uota_core.session import DeviceError
+
+    lines = b"abort\nwipe\nreset\n" * 40  # what a body parsed as commands would run
+    sha = hashlib.sha256(lines).hexdigest()
+    pack = zlib.compressobj(wbits=-12)
+    packed = pack.compress(lines) + pack.flush()
+    with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD, SIGNING_KEY) as s:
+        s.open()
+        base = s.installed()
+        s.start_ota()
+        s.send_manifest(base.files, "9.1.0")
+        with pytest.raises(DeviceError, match="not in the manifest"):
+            s.send_file("app/stray.py", len(lines), sha, [lines])
+        with pytest.raises(DeviceError, match="not in the manifest"):
+            s.file_reply(s.write_packed_file("app/stray.py", len(lines), sha, packed))
+        assert s.ping()  # the reply to this ping: nothing of the bodies ran
+        assert s.installed() == base
+        s.link.write(f"file app/stray.py;{2 << 20};{sha}\n".encode())
+        assert "not in the manifest" in s._reply(timeout=30)
+        with pytest.raises((LinkError, UotaError, OSError)):
+            s.ping()  # closed: the board doesn't wait for 2 MB it would drop
+    with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD, SIGNING_KEY) as s:
+        s.open()
+        s.abort()
+
+
 ALLOCATING_APP = ("import time\nimport uota\nimport uota.remoteio as remoteio\n\n"
                   "@remoteio.on('echo')\ndef _(n=0):\n    return n\n\n"
                   "def run():\n    print('app started')\n    uota.mark_healthy()\n"
