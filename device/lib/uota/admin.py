@@ -104,7 +104,9 @@ class Commands:
             raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
         # `passwd <masked>;<salt>;<iter>`, and on a board with a signing key `;<sig>` over
         # those three: whoever holds only the password can't lock the signer out
-        req, _, sig = arg.strip().rpartition(";") if arg.count(";") == 3 else (arg.strip(), "", "")
+        req, sig = arg.strip(), ""
+        if req.count(";") > 2:
+            req, _, sig = req.rpartition(";")
         self._check_sig("passwd", "uota-passwd-sig-1", req, sig)
         masked, salt, iters = req.split(";")
         masked = binascii.unhexlify(masked)
