@@ -17,7 +17,7 @@ import pytest
 
 from attack_helpers import (PASSWORD, SIGNING_KEY, TapProxy, flash_hashes, healthy_board, secret_forms,
                             serial_tap, wait_until)
-from uota_core.auth import MAX_ITERATIONS, new_salt, passwd_request
+from uota_core.auth import MAX_ITERATIONS, PASSWD_SIG_TAG, command_signature, new_salt, passwd_request
 from uota_core.config import load_config
 from uota_core.errors import UotaError
 from uota_core.connect import open_remoteio, open_session, wait_reachable
@@ -68,11 +68,11 @@ def test_no_password_or_key_on_the_tcp_link(locked: tuple[VirtualBoard, Path]) -
             assert push(s, cfg, "fast", version="tap-1", compress=False).committed
         board.expect("boot marked healthy", timeout=30, since=mark)
         wait_reachable(board.host, 2018)
-        with Session(TcpLink(*ota.addr), cfg.password) as s:  # a password change, then back
+        with Session(TcpLink(*ota.addr), cfg.password, cfg.signing_key) as s:  # a password change, then back
             s.open()
             s.passwd(NEW_PASSWORD)
         keys.append(stored_key(board))
-        with Session(TcpLink(*ota.addr), NEW_PASSWORD) as s:
+        with Session(TcpLink(*ota.addr), NEW_PASSWORD, cfg.signing_key) as s:
             s.open()
             s.passwd(PASSWORD)
         keys.append(stored_key(board))
@@ -98,13 +98,15 @@ def test_a_passwd_with_more_iterations_than_the_host_accepts_is_refused(locked: 
     board, _ = locked
     before = board.read_file("/config/.ota.secrets.json")
     too_many = MAX_ITERATIONS + 1
-    with Session(TcpLink(board.host, 2018), PASSWORD) as s:
+    with Session(TcpLink(board.host, 2018), PASSWORD, SIGNING_KEY) as s:
         s.open()
         with pytest.raises(UotaError, match="10000000.*password not changed"):
             s.passwd(NEW_PASSWORD, iterations=too_many)
         # a raw request, as a hostile or older host would send it (the key's value doesn't
         # matter: the board can't tell, and deriving 10 M iterations would take seconds)
         request = passwd_request(s._key, s.info.nonce, s.host_nonce, bytes(32), new_salt(), too_many)
+        request += ";" + command_signature(SIGNING_KEY, PASSWD_SIG_TAG, s.info.id, s.info.nonce, s.info.release,
+                                           request)  # signed: the iterations are what's refused
         with pytest.raises(DeviceError, match="100000 to 10000000 iterations"):
             s.request("passwd " + request)
         assert s.ping()  # the session goes on

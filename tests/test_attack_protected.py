@@ -63,7 +63,7 @@ KIND_CLASHES = {
     # a directory on the board named as a file
     "app": "app is a directory on the board; a file can't replace it",
     # a file on the board that would have to become a directory
-    "main.py/evil.py": "main.py/evil.py needs main.py to be a directory, but it is a file on the board",
+    "app/app.py/evil.py": "app/app.py/evil.py needs app/app.py to be a directory, but it is a file on the board",
 }
 
 
@@ -82,6 +82,22 @@ def test_an_entry_that_would_change_a_file_into_a_directory_or_back_is_refused(
         assert "in the next" in reply  # how to get there: two pushes
         nothing_staged_after(s)
     assert flash_hashes(board) == before
+
+
+@pytest.mark.parametrize("entry,holder", [("config/.ota.secrets.json/x", "config/.ota.secrets.json"),
+                                          ("boot.py/x", "boot.py"), ("main.py/evil.py", "main.py")])
+def test_an_entry_below_a_protected_file_says_it_is_protected(signed: tuple[VirtualBoard, Path], entry: str,
+                                                              holder: str) -> None:
+    # the file in the way can never be dropped: "drop it in one push" would send the user
+    # round in circles
+    board, project = signed
+    files = {**installed(board, project), entry: SHA}
+    with open_session(load_config(project)) as s:
+        reply = offer(s, lines_body(signed_header(s.info, files), files))
+        assert reply.startswith(f"error: {entry} needs {holder} to be a directory, but it is a file on the board "
+                                f"({holder} is protected"), reply
+        assert "in one push" not in reply
+        nothing_staged_after(s)
 
 
 def test_a_set_with_a_file_and_files_below_it_is_refused(signed: tuple[VirtualBoard, Path]) -> None:

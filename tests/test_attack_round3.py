@@ -190,8 +190,6 @@ def guesser(board: VirtualBoard, source: str, stop: threading.Event, answered: l
             s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 break 9, round 3: with more addresses than the "
-                                       "throttle's 8 entries, guessing is not slowed (177/s from 24)")
 def test_guessing_from_more_addresses_than_the_throttle_remembers_is_still_slowed(board: VirtualBoard) -> None:
     addresses = [f"127.0.3.{i}" for i in range(1, 17)]
     stop = threading.Event()
@@ -209,20 +207,35 @@ def test_guessing_from_more_addresses_than_the_throttle_remembers_is_still_slowe
     owner_version(board)  # the owner still gets in
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: on a signed board the password alone changes the "
-                                       "password, locking the owner out of OTA")
 def test_the_password_alone_cannot_change_the_password_of_a_signed_board(board: VirtualBoard) -> None:
+    from uota_core.auth import PASSWD_SIG_TAG, command_signature, new_salt, passwd_request
+    from uota_core.session import DeviceError, SignatureError
+
     # a holder of the password without the signing key; the new password is the same one
     # (under a new salt), so a board that takes it still lets the owner in
+    before = board.read_file("/config/.ota.secrets.json")
     with Session(TcpLink(board.host, 2018, timeout=15), PASSWORD) as s:
         s.open()
-        with pytest.raises(UotaError):
-            s.passwd(PASSWORD)
+        with pytest.raises(SignatureError, match="passwd.*needs a signature.*signingKey"):
+            s.passwd(PASSWORD)  # the host says so before sending
+        assert s.info is not None
+        # the new key's value doesn't matter: the board refuses before it unmasks it
+        request = passwd_request(s._key, s.info.nonce, s.host_nonce, bytes(32), new_salt(), 100000)
+        with pytest.raises(DeviceError, match="passwd needs a signature"):  # a raw client: the board refuses
+            s.request("passwd " + request)
+        forged = command_signature("not-the-signing-key", PASSWD_SIG_TAG, s.info.id, s.info.nonce,
+                                   s.info.release, request)
+        with pytest.raises(DeviceError, match="passwd signature refused"):
+            s.request(f"passwd {request};{forged}")
+        assert s.ping()
+    assert board.read_file("/config/.ota.secrets.json") == before, "a refused passwd changed the secrets"
+    with Session(TcpLink(board.host, 2018, timeout=15), PASSWORD, SIGNING_KEY) as s:  # the signer may
+        s.open()
+        s.passwd(PASSWORD)
+    assert board.read_file("/config/.ota.secrets.json") != before
     owner_version(board)
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: a manifest refused with `no space left on device` is not "
-                                       "read to its end; its remaining lines run as commands")
 def test_a_manifest_refused_for_space_is_read_to_its_end(board: VirtualBoard) -> None:
     import hashlib
 
@@ -245,12 +258,48 @@ def test_a_manifest_refused_for_space_is_read_to_its_end(board: VirtualBoard) ->
                     s.send_file(path, len(bodies[path]), files[path], [bodies[path]])
         with session() as s:  # the next push, with the stage left behind
             s.start_ota()
+            # the whole set again and one more: its pending list needs more blocks than a
+            # cut-short push frees, so the refusal comes with most of the body unread
             with pytest.raises(DeviceError, match="no space"):
-                s.send_manifest({**base, "app/extra.py": "0" * 64}, "9.0.1")
+                s.send_manifest({**files, "app/extra.py": "0" * 64}, "9.0.1")
             assert s.ping()  # the reply to this ping, not to a line of the manifest
     finally:
         with session() as s:
             s.abort()  # frees the flash for the module's other tests
+
+
+def test_refused_file_bodies_are_read_to_their_end_and_an_oversized_one_ends_the_session(
+        board: VirtualBoard) -> None:
+    """Whatever refuses a body (here: a path not in the manifest), its bytes never run as
+    commands: `file` and `zfile` bodies made of command lines are skipped, and a declared
+    body over the drain bound (1 MB) ends the session instead of holding the board."""
+    import hashlib
+    import zlib
+
+    from uota_core.session import DeviceError
+
+    lines = b"abort\nwipe\nreset\n" * 40  # what a body parsed as commands would run
+    sha = hashlib.sha256(lines).hexdigest()
+    pack = zlib.compressobj(wbits=-12)
+    packed = pack.compress(lines) + pack.flush()
+    with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD, SIGNING_KEY) as s:
+        s.open()
+        base = s.installed()
+        s.start_ota()
+        s.send_manifest(base.files, "9.1.0")
+        with pytest.raises(DeviceError, match="not in the manifest"):
+            s.send_file("app/stray.py", len(lines), sha, [lines])
+        with pytest.raises(DeviceError, match="not in the manifest"):
+            s.file_reply(s.write_packed_file("app/stray.py", len(lines), sha, packed))
+        assert s.ping()  # the reply to this ping: nothing of the bodies ran
+        assert s.installed() == base
+        s.link.write(f"file app/stray.py;{2 << 20};{sha}\n".encode())
+        assert "not in the manifest" in s._reply(timeout=30)
+        with pytest.raises((LinkError, UotaError, OSError)):
+            s.ping()  # closed: the board doesn't wait for 2 MB it would drop
+    with Session(TcpLink(board.host, 2018, timeout=30), PASSWORD, SIGNING_KEY) as s:
+        s.open()
+        s.abort()
 
 
 ALLOCATING_APP = ("import time\nimport uota\nimport uota.remoteio as remoteio\n\n"
@@ -259,8 +308,6 @@ ALLOCATING_APP = ("import time\nimport uota\nimport uota.remoteio as remoteio\n\
                   "    while True:\n        x = [bytearray(100) for i in range(50)]\n        time.sleep(0.01)\n")
 
 
-@pytest.mark.xfail(strict=True, reason="round 3: 4 listeners that don't read their replies make the "
-                                       "RemoteIO loop hit MemoryError on a board whose app allocates")
 def test_listeners_that_do_not_read_cost_no_memory_error(tmp_path: Path) -> None:
     with healthy_board(tmp_path, "round3alloc", password=PASSWORD, app=ALLOCATING_APP) as (b, _):
         seen = len(b.console)

@@ -80,6 +80,7 @@ def new_salt() -> str:
 MANIFEST_TAG = "uota-manifest-2"
 RM_TAG = "uota-rm-2"
 WIPE_TAG = "uota-wipe-2"
+PASSWD_SIG_TAG = "uota-passwd-sig-1"
 
 
 def netstrings(*fields: str) -> bytes:
@@ -104,14 +105,26 @@ def manifest_signature(signing_key: str, device_id: str, nonce: str, release: in
     return hmac.new(signing_key.encode(), payload, hashlib.sha256).hexdigest()
 
 
+def command_payload(tag: str, device_id: str, nonce: str, release: int, subject: str) -> bytes:
+    """What a command that needs the signing key besides the password signs (`rm`, `wipe`,
+    `passwd`): bound to one session, the installed release and the request, so it can be
+    neither replayed nor used for another request or another kind of command (the tag)."""
+    return netstrings(tag, device_id, nonce, str(release), subject)
+
+
+def command_signature(signing_key: str, tag: str, device_id: str, nonce: str, release: int, subject: str) -> str:
+    return hmac.new(signing_key.encode(), command_payload(tag, device_id, nonce, release, subject),
+                    hashlib.sha256).hexdigest()
+
+
 def delete_payload(device_id: str, nonce: str, release: int, path: str | None) -> bytes:
-    """What `rm <path>` (or `wipe`, with path None) signs: bound to one session and the
-    installed release, so it can't be replayed or used for another path."""
-    return netstrings(RM_TAG if path is not None else WIPE_TAG, device_id, nonce, str(release), path or "")
+    """`rm <path>`'s payload, or with path None `wipe`'s."""
+    return command_payload(RM_TAG if path is not None else WIPE_TAG, device_id, nonce, release, path or "")
 
 
 def delete_signature(signing_key: str, device_id: str, nonce: str, release: int, path: str | None) -> str:
-    return hmac.new(signing_key.encode(), delete_payload(device_id, nonce, release, path), hashlib.sha256).hexdigest()
+    return command_signature(signing_key, RM_TAG if path is not None else WIPE_TAG, device_id, nonce, release,
+                             path or "")
 
 
 def passwd_request(old_key: bytes, device_nonce: str, host_nonce: str, new_key: bytes, salt: str,

@@ -9,8 +9,8 @@ from hmac import compare_digest
 from pathlib import Path
 from typing import Any
 
-from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PBKDF2_ITERATIONS, delete_signature, derive_key, proven_key,
-                             manifest_signature, new_salt, passwd_request)
+from uota_core.auth import (MAX_ITERATIONS, MIN_ITERATIONS, PASSWD_SIG_TAG, PBKDF2_ITERATIONS, command_signature,
+                             delete_signature, derive_key, manifest_signature, new_salt, passwd_request, proven_key)
 from uota_core.config import check_version
 from uota_core.errors import UotaError
 from uota_core.link import START_TIMEOUT, Closing, Link, LinkClosed, LinkError
@@ -234,18 +234,25 @@ class Session(Closing):
 
     def _delete_sig(self, path: str | None) -> str:
         """`;<sig>` (rm) or ` <sig>` (wipe) for a device with a signing key, else ""."""
-        if self.info is None or not self.info.signed:
+        if not self._needs_sig("wipe" if path is None else f"rm {path}"):
             return ""
-        what = "wipe" if path is None else f"rm {path}"
-        if not self.signing_key:
-            raise SignatureError(f"`{what}` needs a signature: the device has a signing key; set signingKey in "
-                                 "config/.ota.secrets.json to the key provisioned on the device")
         if ";" in (path or ""):
             raise DeviceError(f"bad path {path!r}: paths never hold ';'")
         # the device strips leading slashes before it checks: sign the path it will see
         rel = path.strip().lstrip("/") if path is not None else None
+        assert self.info is not None
         sig = delete_signature(self.signing_key, self.info.id, self.info.nonce, self.info.release, rel)
         return (" " if path is None else ";") + sig
+
+    def _needs_sig(self, what: str) -> bool:
+        """True if the device has a signing key (so `what` must be signed); without the key
+        here, a SignatureError before anything is sent."""
+        if self.info is None or not self.info.signed:
+            return False
+        if not self.signing_key:
+            raise SignatureError(f"`{what}` needs a signature: the device has a signing key; set signingKey in "
+                                 "config/.ota.secrets.json to the key provisioned on the device")
+        return True
 
     def installed(self) -> Installed:
         """The installed set: a JSON header line, then sorted `path:sha256` lines."""
@@ -263,10 +270,14 @@ class Session(Closing):
         if self.info is None or not self.info.auth or not self._key:
             raise DeviceError("the device has no OTA password yet: provision the first one over USB "
                               "with `uota bootstrap`")
+        signed = self._needs_sig("passwd")  # before the slow key derivation
         salt = new_salt()
         new_key = derive_key(new_password, salt, iterations)
-        self.request("passwd " + passwd_request(self._key, self.info.nonce, self.host_nonce, new_key, salt,
-                                                iterations))
+        request = passwd_request(self._key, self.info.nonce, self.host_nonce, new_key, salt, iterations)
+        if signed:  # a holder of the password alone must not lock the signer out
+            request += ";" + command_signature(self.signing_key, PASSWD_SIG_TAG, self.info.id, self.info.nonce,
+                                               self.info.release, request)
+        self.request("passwd " + request)
         self.password = new_password
 
     # -- OTA session ------------------------------------------------------------------

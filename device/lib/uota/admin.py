@@ -52,9 +52,10 @@ class Commands:
                         return True
                 tail = data[len(data) - keep:] if len(data) > keep else data
 
-    def _check_delete_sig(self, what, path, sig):
-        # with a signing key, deleting changes the installed set just as a manifest does:
-        # the password alone must not (docs/protocol.md "Signing")
+    def _check_sig(self, what, tag, subject, sig):
+        # with a signing key, whatever changes the installed set (a delete) or who may update
+        # the board (passwd) needs a signature bound to this session, as a manifest does: the
+        # password alone must not (docs/protocol.md "Signing")
         key = self.s.sign_key
         if not key:
             return
@@ -64,11 +65,10 @@ class Commands:
         if not self.s.nonce:
             raise Refused("error: send hello first: the %s signature is bound to its nonce" % what)
         release = fs.version_info()["release"]
-        want = auth.signed(key.encode(), "uota-wipe-2" if path is None else "uota-rm-2", auth.device_id(),
-                           self.s.nonce, "%d" % release, path or "").hexdigest()
+        want = auth.signed(key.encode(), tag, auth.device_id(), self.s.nonce, "%d" % release, subject).hexdigest()
         if not auth.same(sig, want):
             raise Refused("error: %s signature refused: not made with this device's signing key for "
-                          "this session, device, release and path" % what)
+                          "this session, device, release and request" % what)
 
     def c_rm(self, arg):
         import os
@@ -76,7 +76,7 @@ class Commands:
         # `rm <path>` or, signed, `rm <path>;<sig>` (paths never hold ";")
         arg, _, sig = arg.partition(";")
         p = self.s.rel_path(arg)
-        self._check_delete_sig("rm", p, sig.strip())
+        self._check_sig("rm", "uota-rm-2", p, sig.strip())
         if not paths.deletable(p):
             raise Refused("error: %s is protected" % p)
         if not fs.exists(fs.full(p)) or fs.is_dir(fs.full(p)):
@@ -88,7 +88,7 @@ class Commands:
     def c_wipe(self, arg):
         import os
 
-        self._check_delete_sig("wipe", None, arg.strip())
+        self._check_sig("wipe", "uota-wipe-2", "", arg.strip())
         for p in tree.walk(fs.ROOT, prune=True):  # each file goes as it is read
             if paths.wipeable(p):
                 os.remove(fs.full(p))
@@ -102,7 +102,13 @@ class Commands:
         s = self.s
         if not s.pw:
             raise Refused("error: the device has no password; provision it over USB with uota bootstrap")
-        masked, salt, iters = arg.strip().split(";")
+        # `passwd <masked>;<salt>;<iter>`, and on a board with a signing key `;<sig>` over
+        # those three: whoever holds only the password can't lock the signer out
+        req, sig = arg.strip(), ""
+        if req.count(";") > 2:
+            req, _, sig = req.rpartition(";")
+        self._check_sig("passwd", "uota-passwd-sig-1", req, sig)
+        masked, salt, iters = req.split(";")
         masked = binascii.unhexlify(masked)
         iters = int(iters)
         # the iterations the host accepts (uota_core.auth): more would lock it out until a USB bootstrap

@@ -18,6 +18,7 @@ class Channel:
         self.start = 0
         self.end = 0
         self.last_len = 0
+        self.body = None  # bytes of the current command's body not yet consumed (None: no body)
 
     def _fill(self):
         if self.start == self.end:
@@ -48,6 +49,8 @@ class Channel:
             if i >= 0:
                 line = bytes(self.mv[self.start : i])
                 self.last_len = i + 1 - self.start  # bytes consumed, with the line ending
+                if self.body is not None:
+                    self.body -= self.last_len
                 self.start = i + 1
                 if line.endswith(b"\r"):
                     line = line[:-1]
@@ -77,10 +80,12 @@ class Channel:
                 raise Closed()
             if not n:
                 raise Closed()
-            return n
-        n = min(len(mv), self.end - self.start)
-        mv[:n] = self.mv[self.start : self.start + n]
-        self.start += n
+        else:
+            n = min(len(mv), self.end - self.start)
+            mv[:n] = self.mv[self.start : self.start + n]
+            self.start += n
+        if self.body is not None:
+            self.body -= n
         return n
 
     def write(self, data):

@@ -5,11 +5,9 @@
 import json
 from uota import fs, paths, auth, tree, mlist
 from uota.session import Refused
-from uota.channel import Closed
 
 LINES_MAGIC = "uota-manifest-lines 1 "
 JSON_MAX = 8192  # the JSON form is held in RAM: bigger sets must use the lines form
-DRAIN_MAX = 1 << 20  # a refused body up to this size is read and dropped; the session goes on
 PROTECTED = "protected (the OTA stack, its state, secrets, data or their directories; uota bootstrap installs the stack)"
 
 
@@ -25,8 +23,8 @@ def receive(self, arg):
     n = int(arg)
     if n <= 0:
         raise ValueError("manifest size must be positive")
+    # a refusal anywhere below: the session reads the rest of the body (uota.session._skip_body)
     if not self.in_ota:
-        self.s.drain(n)
         raise Refused("error: send start_ota first")
     self._reset()
     ch = self.s.ch
@@ -38,15 +36,7 @@ def receive(self, arg):
             except MemoryError:
                 pass
         if body is None:
-            why = "error: a %d-byte JSON manifest doesn't fit in RAM: send the lines form" % n
-            if n > DRAIN_MAX:
-                # skipping it could take forever (the size is the client's word): close instead
-                self.s.ch.reply(why)
-                raise Closed()
-            # read what the client sends before answering: closing on unread bytes resets the
-            # connection, and a client still sending then never sees why
-            self.s.drain(n)
-            raise Refused(why)
+            raise Refused("error: a %d-byte JSON manifest doesn't fit in RAM: send the lines form" % n)
         m = _loads(body.decode())
         del body
         if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
@@ -60,7 +50,6 @@ def receive(self, arg):
         first = ch.readline()
         left = n - ch.last_len  # bytes, not characters: paths may be UTF-8
         if not first.startswith(LINES_MAGIC):
-            self.s.drain(left)
             raise Refused("error: unknown manifest format")
         header = _loads(first[len(LINES_MAGIC) :])
         _ingest(self, header, _body_lines(self, left))
@@ -93,7 +82,6 @@ def _ingest(self, header, lines):
         # a strict charset: a version is shown, logged and signed (docs/protocol.md "Manifest body")
         err = "error: bad version %r: use 1 to 32 of 0-9 A-Z a-z . _ + -" % (str(version)[:40],)
     if err:
-        _drain_lines(self, lines)
         raise Refused(err)
     mac = None
     if self.s.sign_key:
@@ -103,8 +91,6 @@ def _ingest(self, header, lines):
     last = ""
     with open(pending, "w") as out:
         for line in lines:
-            if err:
-                continue  # keep reading: the stream must stay in sync
             p, _, sha = line.rpartition(":")
             why = paths.check(p) or (PROTECTED if paths.reserved(p) else None)
             if why:
@@ -113,6 +99,8 @@ def _ingest(self, header, lines):
                 err = "error: bad sha256 for %s" % p
             elif p <= last:
                 err = "error: manifest entries must be sorted and unique (%s)" % p
+            if err:
+                break  # the session reads the rest of the body
             else:
                 last = p
                 out.write(line + "\n")
@@ -147,19 +135,16 @@ def _kinds():
                 return "error: manifest lists %s and a file below it (%s)" % (q, p)
         up.append(p)
         if fs.is_dir(fs.full(p)):
-            return "error: %s is a directory on the board; a file can't replace it (%s)" % (p, _TWO % ("the files below it", p))
+            return "error: %s is a directory on the board; a file can't replace it (%s)" % (
+                p, _TWO % ("the files below it", p) if paths.deletable(p + "/x") else "files below it are " + PROTECTED)
         f = tree.file_above(fs.ROOT, p)
         if f:
-            return "error: %s needs %s to be a directory, but it is a file on the board (%s)" % (p, f, _TWO % (f, p))
+            return "error: %s needs %s to be a directory, but it is a file on the board (%s)" % (
+                p, f, _TWO % (f, p) if paths.deletable(f) else f + " is " + PROTECTED)
     return None
 
 
 _TWO = "drop %s in one push, add %s in the next"
-
-
-def _drain_lines(self, lines):
-    for _ in lines:
-        pass
 
 
 def _plan(self):

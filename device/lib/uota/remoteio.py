@@ -17,11 +17,13 @@ import os
 import time
 import binascii
 import _thread
+from uota.outq import OutQ
 
 MAX_CLIENTS = 4  # authenticated listeners; a 5th that authenticates replaces the oldest
 MAX_STRANGERS = 4  # unauthenticated connections; a new one takes a place per source (evictee)
 PENDING_LIMIT = 2048  # print text waiting for the event loop
-OUT_LIMIT = 4096  # per listener: print frames beyond this are dropped, and its calls wait
+OUT_SIZE = 2048  # per listener, allocated at auth (uota.outq): print frames beyond it are dropped
+OUT_LIMIT = 1024  # a listener with this much unsent output has its further calls wait (input unread)
 STRANGER_OUT = 512  # an unauthenticated connection that leaves this much unread is dropped
 IN_LIMIT = 2048
 AUTH_MS = 5000  # as on the OTA port: an unauthenticated connection is closed this soon
@@ -123,8 +125,8 @@ class _Client:
         self.sock = sock
         self.peer = peer  # source address: wrong guesses are slowed per source (uota.throttle)
         self.inbuf = b""
-        self.out = bytearray()
         self.authed = not password
+        self.out = OutQ(OUT_SIZE if self.authed else STRANGER_OUT)
         self.until = None if self.authed else time.ticks_add(time.ticks_ms(), AUTH_MS)
         self.full = False  # output over its limit: not polled or read until it drains
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
@@ -147,7 +149,7 @@ class _Client:
         hello = {"proto": 4, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
         line = json.dumps({"hello": hello}).encode() + b"\n"
         self.hsum = hashlib.sha256(line).digest()  # both proofs cover the hello as sent (uota.seal)
-        self.out += line
+        self.out.put(line)
 
 
 def _check_auth(c, response):
@@ -202,7 +204,7 @@ def _full(c):
     # a client whose output is over its limit isn't polled (its pending input would wake
     # the loop at once, every round) until the output drains
     global generation
-    full = len(c.out) >= _limit(c)
+    full = c.out.full(_limit(c))
     if full != c.full:
         c.full = full
         generation += 1
@@ -224,15 +226,15 @@ def _lines(c):
         if not isinstance(frame, dict):
             continue
         if "challenge" in frame:
-            c.out += _seal().rio_challenge(c, frame["challenge"], password, salt)
+            c.out.put(_seal().rio_challenge(c, frame["challenge"], password, salt))
         elif "auth" in frame and not c.authed:
             if c.nonce and c.guess is None and isinstance(frame["auth"], str):
                 c.guess = frame["auth"]  # checked by _answer_guesses, when its source may guess
             else:
-                c.out += b'{"e": "auth failed"}\n'  # one guess per connection
+                c.out.put(b'{"e": "auth failed"}\n')  # one guess per connection
         elif "call" in frame:
             reply = _call(frame) if c.authed else {"id": frame.get("id"), "e": "auth required"}
-            c.out += json.dumps(reply).encode() + b"\n"
+            c.out.put(json.dumps(reply).encode() + b"\n")
 
 
 def _seal():
@@ -342,14 +344,15 @@ def _answer_guesses():
     # event loop, so reconnecting for each guess doesn't make guessing faster. All guesses
     # waiting from a source are checked together, so the owner's right one, even from the
     # guesser's own address, waits at most throttle.CAP_MS.
-    opened = {}
+    # (the sources open this round are decided before any guess is checked: sources
+    # beyond the throttle's table share an entry, and one's failure must not hold the others)
     throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
-    for c in list(_clients):
-        if c.guess is None:
-            continue
-        if c.peer not in opened:
+    opened = {}
+    for c in _clients:
+        if c.guess is not None and c.peer not in opened:
             opened[c.peer] = not throttle or not throttle.wait_ms(c.peer)
-        if not opened[c.peer]:
+    for c in list(_clients):
+        if c.guess is None or not opened[c.peer]:
             continue
         guess, c.guess = c.guess, None
         if _check_auth(c, guess):
@@ -358,8 +361,9 @@ def _answer_guesses():
                 continue
             c.authed = True
             c.until = None
-            c.out += b'{"auth": "ok"}\n'
-            c.clear = len(c.out)  # the last frame in clear: records from here on
+            c.out.grow(OUT_SIZE)  # its one allocation as a listener: replies never grow it
+            c.out.put(b'{"auth": "ok"}\n')
+            c.clear = c.out.pending()  # the last frame in clear: records from here on
             c.wire = bytearray(2 + _seal().MAX + 16)  # length, plaintext, tag
             others = [o for o in _clients if o.authed and o is not c]
             if len(others) >= MAX_CLIENTS:
@@ -368,7 +372,7 @@ def _answer_guesses():
             from uota import throttle
 
             throttle.record(c.peer)
-            c.out += b'{"e": "auth failed"}\n'
+            c.out.put(b'{"e": "auth failed"}\n')
 
 
 def _expire():
@@ -385,16 +389,16 @@ def _expire():
 
 def _flush(c):
     """Send what the client can take now; True if some went and more is waiting."""
-    if c.tx is not None and not c.clear and c.ws == c.we and c.out:
+    if c.tx is not None and not c.clear and c.ws == c.we and c.out.n:
         # the next record: up to MAX bytes of queued frames, sealed into c.wire
-        n = min(len(c.out), len(c.wire) - 18)  # MAX: wire holds 2 + MAX + 16
-        c.ws, c.we = 0, c.tx.seal(memoryview(c.out)[:n], memoryview(c.wire))
-        c.out = c.out[n:]
+        mv = c.out.peek(len(c.wire) - 18)  # MAX: wire holds 2 + MAX + 16
+        c.ws, c.we = 0, c.tx.seal(mv, memoryview(c.wire))
+        c.out.take(len(mv))
     sealed = c.ws < c.we
     if sealed:
         data = memoryview(c.wire)[c.ws : c.we]
-    elif c.out:
-        data = memoryview(c.out)[: c.clear] if c.clear else c.out
+    elif c.out.n:
+        data = c.out.peek(c.clear or c.out.n)
     else:
         return False
     try:
@@ -407,9 +411,9 @@ def _flush(c):
     if n and sealed:
         c.ws += n
     elif n:
-        c.out = c.out[n:]
+        c.out.take(n)
         c.clear = max(0, c.clear - n)
-    return bool(n) and (c.ws < c.we or bool(c.out))
+    return bool(n) and (c.ws < c.we or bool(c.out.n))
 
 
 def poll(transport):
@@ -435,8 +439,8 @@ def poll(transport):
         for text in texts:
             frame = json.dumps({"p": text}).encode() + b"\n"
             for c in _clients:
-                if c.authed and len(c.out) + len(frame) <= OUT_LIMIT:
-                    c.out += frame
+                if c.authed and c.out.room(len(frame)):
+                    c.out.put(frame)
     busy = False
     for c in list(_clients):
         # a client that doesn't read doesn't keep the loop busy: it is retried next round

@@ -13,10 +13,21 @@ CHUNK = 1024
 COMMAND_MS = 15000  # an authenticated session with no whole command line this long ends (WiFi TCP)
 OPEN_COMMANDS = ("ping", "hello", "challenge", "auth")
 BODIES = ("manifest", "file", "zfile")  # commands whose bytes follow the line
+DRAIN_MAX = 1 << 20  # a refused body up to this size is read and dropped; a bigger one ends the session
 # commands implemented in modules loaded on first use (each module has a Commands class)
 LAZY = {"start_ota": "staging", "manifest": "staging", "need": "staging", "file": "staging",
         "zfile": "staging", "end_ota": "staging", "abort": "staging",
         "ls": "admin", "get": "admin", "rm": "admin", "wipe": "admin", "passwd": "admin"}
+
+
+def _declared(cmd, arg):
+    """The body size `cmd` declares (`manifest <n>`, `file <p>;<size>;<sha>`, `zfile
+    <p>;<size>;<sha>;<body size>`), or None if it doesn't parse."""
+    try:
+        n = int(arg) if cmd == "manifest" else int(arg.split(";")[3 if cmd == "zfile" else 1])
+    except (ValueError, IndexError):
+        return None
+    return n if n >= 0 else None
 
 
 class Refused(Exception):
@@ -102,6 +113,8 @@ class Session:
                 pace(False)
 
     def _run(self, cmd, fn, arg):
+        if cmd in BODIES:
+            self.ch.body = _declared(cmd, arg)  # None if unparsable: the command refuses it below
         try:
             if fn is None:
                 mod = LAZY[cmd]
@@ -111,16 +124,34 @@ class Session:
                     self.ext[mod] = load("uota." + mod).Commands(self)
                 fn = getattr(self.ext[mod], "c_" + cmd)
             fn(arg)
+            self._skip_body(None)  # a command that left some of its body: never run it as commands
         except Closed:
             raise
         except Refused as e:
-            self.ch.reply(e.args[0])
+            self._skip_body(e.args[0])
         except OSError as e:
-            self.ch.reply("error: " + fs_error(e))
+            self._skip_body("error: " + fs_error(e))
         except (ValueError, KeyError, TypeError) as e:
+            self.ch.body = None
             self.ch.reply("error: bad request (%s)" % e)
             if cmd in BODIES:
                 raise Closed()  # where its body ends is unknown now: don't read it as commands
+        finally:
+            self.ch.body = None
+
+    def _skip_body(self, reply):
+        """Whatever refused a body (any reason, any body command), read the rest of it before
+        answering: closing on unread bytes resets the connection, so a client still sending
+        would never see why. A rest over DRAIN_MAX (the size is the client's word) ends the
+        session instead."""
+        left = self.ch.body or 0
+        if left > DRAIN_MAX:
+            if reply:
+                self.ch.reply(reply)
+            raise Closed()
+        self.drain(left)
+        if reply:
+            self.ch.reply(reply)
 
     # -- helpers --------------------------------------------------------------------
 

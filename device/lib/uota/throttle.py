@@ -1,9 +1,11 @@
 # Online password guessing, slowed per source address and shared by the OTA and RemoteIO
 # ports (docs/protocol.md "Authentication"). Each wrong guess from a source doubles the time
 # before that source's next guess is checked (300 ms up to CAP_MS); quiet time forgets
-# failures again. Other sources are not slowed, and a right guess from a slowed source is
-# checked once the pause ends, so the owner waits at most CAP_MS. The table is small and
-# bounded: the source that failed longest ago makes room.
+# failures again. The table is small and bounded (SOURCES entries); a source that fails
+# while it is full, and every source not in it, shares one overflow entry: more addresses
+# than the table holds are slowed together, not forgotten. An address that never failed
+# waits at most on the overflow's pause, and a right guess from a slowed source is checked
+# once the pause ends, so the owner waits at most CAP_MS per handshake line.
 import time
 
 BASE_MS = 300
@@ -12,20 +14,30 @@ FORGET_MS = 10000  # one failure forgotten per this much time without a failure
 SOURCES = 8
 
 _table = {}  # source -> [failures, ticks_ms of the last failure]
+_overflow = [0, 0]  # every source not in _table
 
 
 def _delay(fails):
     return min(BASE_MS << min(fails - 1, 8), CAP_MS) if fails > 0 else 0
 
 
+def _entry(src):
+    return _table.get(src, _overflow)
+
+
 def wait_ms(src):
     """How long before a guess from `src` may be checked (0: now)."""
-    e = _table.get(src)
-    if e is None:
+    e = _entry(src)
+    if not e[0]:
         return 0
     since = time.ticks_diff(time.ticks_ms(), e[1])
     left = _delay(e[0]) - since
     return left if since >= 0 and left > 0 else 0  # since < 0: ticks wrapped, long ago
+
+
+def _decayed(e, now):
+    quiet = time.ticks_diff(now, e[1])
+    return max(e[0] - quiet // FORGET_MS, 0) if quiet >= 0 else 0
 
 
 def record(src):
@@ -34,15 +46,15 @@ def record(src):
     e = _table.get(src)
     if e is None:
         if len(_table) >= SOURCES:
-            oldest = None
-            for k in _table:
-                if oldest is None or time.ticks_diff(_table[k][1], _table[oldest][1]) < 0:
-                    oldest = k
-            del _table[oldest]
-        e = _table[src] = [0, now]
-    quiet = time.ticks_diff(now, e[1])
-    e[0] = max(e[0] - quiet // FORGET_MS, 0) if quiet >= 0 else 0
-    e[0] += 1
+            # a source whose failures are all forgotten makes room; none: the overflow pays
+            for k in list(_table):
+                if not _decayed(_table[k], now):
+                    del _table[k]
+        if len(_table) < SOURCES:
+            e = _table[src] = [0, now]
+        else:
+            e = _overflow
+    e[0] = _decayed(e, now) + 1
     e[1] = now
     return _delay(e[0])
 
