@@ -23,7 +23,7 @@ from uota_core.link import Link, LinkError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers import Cipher
 
-PROTO = 4  # 4: the proofs cover the hello as it travelled (3 left it open to a relay's edits)
+PROTO = 5  # 5: passwd is signed on a signed board; 4: the proofs cover the hello as it travelled
 MAX_RECORD = 1024  # plaintext bytes per record: the device's buffers are this big
 TAG = 16
 

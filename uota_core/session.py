@@ -38,7 +38,8 @@ def older_stack(proto: int, salted: bool, who: str = "the device") -> str:
     """Why a device announcing protocol `proto` (< PROTO), or a key without a PBKDF2 salt,
     is refused, and what to do."""
     why = ("its password check can be cracked offline" if proto < 3 or not salted else
-           "its handshake leaves the hello (mpy, version) open to a relay's edits")
+           "its handshake leaves the hello (mpy, version) open to a relay's edits" if proto < 4 else
+           "the password alone can change its password")
     return f"{who} runs an older uota stack (protocol {proto}: {why}); {REBOOTSTRAP}"
 
 

@@ -146,7 +146,7 @@ class _Client:
             dev = "unknown"
         self.dev = dev
         # proto: uota.seal.PROTO (loaded by the first challenge, not per connection)
-        hello = {"proto": 4, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
+        hello = {"proto": 5, "id": dev, "nonce": self.nonce, "auth": not self.authed, "salt": salt, "iter": iters}
         line = json.dumps({"hello": hello}).encode() + b"\n"
         self.hsum = hashlib.sha256(line).digest()  # both proofs cover the hello as sent (uota.seal)
         self.out.put(line)

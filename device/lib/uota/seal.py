@@ -15,7 +15,7 @@ from uota import auth
 
 MAX = 1024  # plaintext bytes per record: bounds the device's buffers
 RECORD_MS = 5000  # a record must arrive whole this soon after its first byte, or go out this soon (WiFi TCP)
-PROTO = 4
+PROTO = 5
 
 
 def proof(key, who, dev_id, dnonce, hnonce, hsum):

@@ -234,7 +234,7 @@ class Session:
         self.hnonce = None
         self.authed = not self.pw
         info = {
-            "proto": 4,  # uota.seal.PROTO (not loaded before a challenge)
+            "proto": 5,  # uota.seal.PROTO (not loaded before a challenge)
             "id": auth.device_id(),
             "nonce": self.nonce,
             "auth": bool(self.pw),
