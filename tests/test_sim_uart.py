@@ -119,7 +119,7 @@ def test_bytes_written_just_before_the_host_closes_the_port_still_reach_the_boar
 
     from uota_core.sim.uart import UartLine
 
-    line = UartLine(None, on_board_output=lambda data: None, on_interrupt=lambda: None)
+    line = UartLine(None, on_board_output=lambda data: None, on_interrupt=lambda: True)
     try:
         with line._lock:  # the line's thread can't take the host's bytes until it is released
             port = serial.Serial(line.port, 115200, timeout=0)

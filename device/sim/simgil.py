@@ -126,7 +126,12 @@ def enter():
 
 def _release():
     _own[0] = 0
-    _G.release()
+    try:
+        _G.release()
+    except RuntimeError:
+        # recorded as ours but not taken (a Ctrl-C between a lock call and the line that
+        # records it): raising here would fail every blocking call from now on
+        pass
 
 
 _EXIT = (_noop, _release)

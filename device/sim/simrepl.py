@@ -217,15 +217,20 @@ def start(g, raw_repl):
     if not r & FORCED and not raw_mode[0] and r != 0:
         r = _run_file("main.py")
     while not r & FORCED:
+        # The C REPL of a board cannot die; neither may this one, not even from a second
+        # Ctrl-C landing while it handles the first.
         try:
-            r = raw() if raw_mode[0] else friendly()
+            try:
+                r = raw() if raw_mode[0] else friendly()
+            except KeyboardInterrupt:
+                _stray()
+                r = 0
+            except Exception as e:
+                heal_heap()
+                simio.diag(b"uota-sim: REPL recovered from %r\n" % (e,))
+                r = 0
         except KeyboardInterrupt:
-            _stray()
-            r = 0
-        except Exception as e:
-            # The C REPL of a board cannot die; neither may this one.
-            heal_heap()
-            simio.diag(b"uota-sim: REPL recovered from %r\n" % (e,))
+            pend.append(3)
             r = 0
     soft_reboot()
 

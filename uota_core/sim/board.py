@@ -328,7 +328,7 @@ class VirtualBoard(BoardPeripherals):
             self._uart.interrupt_char = int(words[1])
         elif words[0] == "sigint":  # a Ctrl-C the VM caught where it can't raise it: again
             if self._vm:
-                self._vm.interrupt()
+                self._vm.interrupt(self._interrupt_armed)
         elif words[0] == "reset" and len(words) > 1:
             if self._vm:
                 self._vm.kill()
@@ -396,10 +396,22 @@ class VirtualBoard(BoardPeripherals):
             self.repl_mode = mode
             self._repl.notify_all()
 
-    def _interrupt_vm(self) -> None:
+    def _interrupt_vm(self) -> bool:
+        """The UART's RX interrupt for the interrupt char: False if the VM turned it off
+        meanwhile (the char is then data, as the ISR of a board would see it)."""
         vm = self._vm
+        if not self._interrupt_armed():
+            return False
         if vm:
-            vm.interrupt()
+            vm.interrupt(self._interrupt_armed)
+        return True
+
+    def _interrupt_armed(self) -> bool:
+        """Whether Ctrl-C interrupts the VM, by its latest `intr` word, read ahead on the
+        control pipe (the VM is stopped: nothing changes meanwhile)."""
+        assert self._uart
+        words = re.findall(rb"\x1eUOTA intr (-?\d+)\n", self._uart.control_ahead())
+        return int(words[-1] if words else self._uart.interrupt_char) == 3
 
     def wait_repl(self, mode: str | None = None, timeout: float = 10.0) -> str:
         """Wait until the REPL waits for input (in `mode`, if given); returns the mode."""

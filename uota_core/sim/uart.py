@@ -71,7 +71,7 @@ class UartLine:
         self,
         baud: int | None,
         on_board_output: Callable[[bytes], None],
-        on_interrupt: Callable[[], None],
+        on_interrupt: Callable[[], bool],
     ) -> None:
         self.baud = baud
         self._byte_time = 10.0 / baud if baud else 0.0
@@ -80,6 +80,7 @@ class UartLine:
         # message from a killed VM can never act on its successor.
         self._control: tuple[int, Callable[[bytes], None]] | None = None
         self._control_fds: list[int] = []
+        self._control_ahead = bytearray()  # control bytes read by control_ahead(), not yet handled
         self._on_interrupt = on_interrupt
         self.interrupt_char = -1
         self.faults = Faults()
@@ -128,6 +129,17 @@ class UartLine:
             self._control_fds.append(r)
         self._wake()
         return w
+
+    def control_ahead(self) -> bytes:
+        """What the current VM has written to its control pipe and the line has not handled
+        yet (read now, handled by the line's thread next): a stopped VM's latest word on
+        whether Ctrl-C interrupts it. Only for the line's own thread (its interrupt callback)."""
+        control = self._control
+        if control:
+            data = _read_or_eof(control[0])
+            if data:
+                self._control_ahead += data
+        return bytes(self._control_ahead)
 
     def _drop_control(self, fd: int) -> None:
         with self._lock:
@@ -237,11 +249,12 @@ class UartLine:
     def _deliver_to_board(self, data: bytes) -> None:
         start = 0
         for i, b in enumerate(data):
-            if b == self.interrupt_char:
+            # on_interrupt() says whether the char still interrupts: the VM may have turned
+            # that off in a control word this line has not handled yet; then it is data
+            if b == self.interrupt_char and self._on_interrupt():
                 self._write_board(data[start:i])
                 start = i + 1
                 self.stats.interrupts += 1
-                self._on_interrupt()
         self._write_board(data[start:])
 
     def _write_board(self, data: bytes) -> None:
@@ -283,6 +296,10 @@ class UartLine:
                 self._control_fds = [control[0]] if control else []
             for fd in stale:
                 os.close(fd)
+            if control and self._control_ahead:
+                ahead = bytes(self._control_ahead)
+                self._control_ahead.clear()
+                control[1](ahead)
             if control:
                 poller.register(control[0], select.POLLIN)
             if len(self._tx.pending) < TX_BACKLOG:

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +151,8 @@ def process_stat(pid: int) -> tuple[str, str, int] | None:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+INTR_WAIT_S = 0.1  # a Ctrl-C waits at most this long for the VM's main thread to block
+INTR_POLL_S = 0.0002
 
 
 def _tgkill(pid: int, sig: int) -> None:
@@ -156,6 +160,42 @@ def _tgkill(pid: int, sig: int) -> None:
     tgkill = getattr(_libc, "tgkill", None)  # glibc >= 2.30
     if tgkill is None or tgkill(pid, pid, sig) != 0:
         os.kill(pid, sig)
+
+
+# System calls (by number, per architecture) in which the main thread may take a SIGINT:
+# waits for I/O or time (poll, select, sleeps, accept), which the unix port's handler
+# unwinds out of as a Ctrl-C at `time.sleep()` does. Not futex: lock waits, and the GC's
+# wait for the other threads' stack scans with the heap locked (a Ctrl-C there left "heap
+# is locked" for good). Not reads and writes: of the flash image they are the virtual
+# board's block device, which on a board is C code no Ctrl-C enters, here Python under
+# LittleFS's C code (a Ctrl-C there can leave LittleFS half-updated: a SIGSEGV); of the
+# control pipe, the virtual board's own REPL code.
+_WAITS = {
+    "x86_64": {7, 23, 35, 43, 230, 232, 270, 271, 281, 288},
+    "aarch64": {22, 72, 73, 101, 115, 202, 242},
+}.get(os.uname().machine, set())
+
+
+def _stopped(pid: int) -> bool:
+    """Wait (briefly) until a process sent SIGSTOP has stopped."""
+    for _ in range(200):
+        state = process_stat(pid)
+        if state is None:
+            return False
+        if state[1] in "Tt":
+            return True
+        time.sleep(0.0001)
+    return False
+
+
+def _waits_in_a_safe_call(pid: int) -> bool:
+    """Whether a stopped process's main thread was stopped in one of the _WAITS
+    (/proc/PID/syscall: the call's number and arguments, -1 outside any call)."""
+    try:
+        words = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return bool(words) and words[0].isdigit() and int(words[0]) in _WAITS
 
 
 class VmProcess:
@@ -184,15 +224,43 @@ class VmProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def interrupt(self) -> None:
+    def interrupt(self, armed: Callable[[], bool] = lambda: True) -> None:
         """A Ctrl-C from the UART: SIGINT for the VM's main thread, where the ESP32's UART
         interrupt schedules the KeyboardInterrupt. A SIGINT for the process may be taken by
-        any thread, one that is being started included, and that crashed the VM."""
-        if self.alive():
-            try:
-                _tgkill(self.proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+        any thread, one that is being started included, and that crashed the VM.
+
+        The unix port raises the KeyboardInterrupt from its signal handler, at whatever
+        instruction the thread is at: one landing in interpreter work (a dict resize, the
+        GC with the heap locked) corrupts the VM, where an ESP32 raises it at the next
+        bytecode boundary. A wait for I/O or time is a safe point (the handler unwinds out
+        of it, as a Ctrl-C at `time.sleep()` does). So the VM is stopped (SIGSTOP), its main
+        thread's system call read while it can't move, and the SIGINT queued only if that
+        is such a wait, then the VM continues and takes it there; else it continues and is
+        looked at again, for up to INTR_WAIT_S. Code that never waits (a busy loop) gets the
+        SIGINT then anyway. `armed()`, asked while the VM is stopped, says whether Ctrl-C
+        still interrupts it: once the REPL or firmware turned it off (the unix port then
+        leaves SIGINT at its default, which kills the VM), the Ctrl-C is dropped, as the
+        ESP32's pyexec clears a pending one when the code ends. A futex wait is not safe: the GC waits in one, heap locked, for
+        the other threads' stack scans (a Ctrl-C there left "heap is locked" for good)."""
+        pid = self.proc.pid
+        deadline = time.monotonic() + INTR_WAIT_S
+        try:
+            while self.alive() and time.monotonic() < deadline:
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    if _stopped(pid):
+                        if not armed():
+                            return
+                        if _waits_in_a_safe_call(pid):
+                            _tgkill(pid, signal.SIGINT)  # pending until it continues
+                            return
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                time.sleep(INTR_POLL_S)
+            if self.alive() and armed():
+                _tgkill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
 
     def kill(self) -> None:
         if self.proc.poll() is None:
