@@ -119,7 +119,18 @@ phases = {}
 def timed(mod, name, label):
     f = getattr(mod, name)
 
+    depth = [0]
+
     def w(*a, **k):
+        if depth[0]:  # a recursive call: counted in the outer one
+            return f(*a, **k)
+        depth[0] += 1
+        try:
+            return _timed(a, k)
+        finally:
+            depth[0] -= 1
+
+    def _timed(a, k):
         before = dict(counts)
         t = time.ticks_us()
         r = f(*a, **k)
