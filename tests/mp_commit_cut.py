@@ -3,7 +3,9 @@
 # k-th block write or erase, for every k; each cut image is mounted afresh and the boot
 # guard replays the journal, as the next boot does. Prints one line per cut that doesn't
 # land on exactly the old or exactly the new set, then "done <cuts>":
-#   micropython mp_commit_cut.py <device lib dir> <files>
+#   micropython mp_commit_cut.py <device lib dir> <files> [replace]
+# With `replace` the app dir already holds an old version of every file and one file the
+# new set keeps unchanged (the commit then swaps the whole directory, uota.commit._swap).
 import sys
 import os
 import vfs
@@ -12,6 +14,7 @@ sys.path.insert(0, sys.argv[1])
 from uota import fs, commit, boot_guard  # noqa: E402
 
 N = int(sys.argv[2])
+REPLACE = sys.argv[3:] == ["replace"]
 BS, NB = 4096, 64
 H = "0" * 64
 
@@ -74,14 +77,26 @@ def name(i):
     return "app/d/f%02d.txt" % i
 
 
-def manifest(n):
-    return "".join("%s:%s\n" % (name(i), H) for i in range(n)) + "main.py:" + H + "\n"
+KEEP = "app/d/keep.txt"
+
+
+def manifest(n, sha=H):
+    keep = KEEP + ":" + H + "\n" if REPLACE else ""
+    return "".join("%s:%s\n" % (name(i), sha) for i in range(n)) + keep + "main.py:" + H + "\n"
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def found():
     # (version, the new files in place, any other file in the app dir)
     v = fs.read_json(fs.full(fs.VERSION))["version"]
-    new = sum(1 for i in range(N) if fs.exists(fs.full(name(i))))
+    new = sum(1 for i in range(N) if _read(fs.full(name(i))).startswith("new"))
     try:
         every = sum(1 for _ in os.ilistdir(fs.full("app/d")))
     except OSError:
@@ -92,7 +107,13 @@ def found():
 image = bytearray(b"\xff" * (BS * NB))
 boot(image, mkfs=True)
 put("main.py", "m")
-put(fs.MANIFEST, "main.py:" + H + "\n")
+if REPLACE:
+    for i in range(N):
+        put(name(i), "old %d\n" % i)
+    put(KEEP, "keep")
+    put(fs.MANIFEST, manifest(N, "1" * 64))
+else:
+    put(fs.MANIFEST, "main.py:" + H + "\n")
 fs.write_json(fs.full(fs.VERSION), {"version": "old", "release": 1})
 for i in range(N):  # staged, as a session leaves them before end_ota
     put(fs.STAGE + "/" + name(i), "new %d\n" % i)
@@ -110,7 +131,9 @@ while True:
     boot(image)
     boot_guard.settle()  # what boot.py runs: replays a journaled commit
     got = found()
-    if got not in (("old", 0, 0), ("new", N, N)):
+    extra = 1 if REPLACE else 0
+    old = ("old", 0, N + extra) if REPLACE else ("old", 0, 0)
+    if got not in (old, ("new", N, N + extra)) or (REPLACE and _read(fs.full(KEEP)) != "keep"):
         print("cut after write %d: version %s, %d of %d new files in place" % (k, got[0], got[1], N))
     if finished:
         break

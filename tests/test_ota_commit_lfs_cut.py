@@ -24,10 +24,14 @@ MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).with_name(
 
 
 @pytest.mark.timeout(300)
-def test_a_commit_cut_after_any_block_write_replays_into_exactly_the_old_or_the_new_set() -> None:
+@pytest.mark.parametrize("mode", ["new dir", "replace"])
+def test_a_commit_cut_after_any_block_write_replays_into_exactly_the_old_or_the_new_set(mode: str) -> None:
+    # "replace": the live directory holds the old files and one the new set keeps, so the
+    # commit swaps the whole directory (a cut between its moves must still land on one set)
     files = 6
     out = subprocess.run([MICROPYTHON, "-X", "heapsize=64M", str(TESTS / "mp_commit_cut.py"), str(DEVICE_LIB),
-                          str(files)], capture_output=True, text=True, timeout=240)
+                          str(files)] + (["replace"] if mode == "replace" else []),
+                         capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     assert lines and lines[-1].startswith("done "), out.stdout + out.stderr

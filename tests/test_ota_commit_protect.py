@@ -1,5 +1,6 @@
-"""Commit and rollback never move a directory, never turn a file into a directory or back,
-and never write or restore a protected path: even when the stage, the pending manifest or
+"""Commit and rollback never move a directory holding a protected path or a file no OTA
+installed (a directory moves whole only when the new set replaces most of it), never turn a
+file into a directory or back, and never write or restore a protected path: even when the stage, the pending manifest or
 /ota_prev/ was tampered with (the manifest checks that refuse such sets up front are
 attacked on a board in tests/test_attack_protected.py). The device modules run here under
 CPython on a temp dir (see tests/test_ota_commit_crash.py)."""
@@ -114,3 +115,41 @@ def test_rmtree_and_walk_empty_deep_and_wide_trees(device: ModuleType, tmp_path:
     assert len(found) == 51 and "a/b0/c/f0.txt" in found
     device.tree.rmtree(str(root / "ota_prev"))
     assert not (root / "ota_prev").exists()
+
+
+def test_a_directory_goes_whole_only_when_each_file_in_it_belongs_to_a_set(device: ModuleType,
+                                                                         tmp_path: Path) -> None:
+    root = tmp_path / "flash"
+    old = {"app/a.py": "A1", "app/b.py": "B1", "app/c.py": "C1", "app/keep.py": "K"}
+    new = {"app/a.py": "A2", "app/b.py": "B2", "app/c.py": "C2", "app/keep.py": "K"}
+    for usb in (False, True):
+        for child in list(root.iterdir()) if root.exists() else []:
+            _rmtree(child)
+        board(root, old)
+        if usb:
+            write(root, "app/usb.txt", "put over USB")  # in no set: it must stay where it is
+        for p in ("app/a.py", "app/b.py", "app/c.py"):
+            write(root, "ota_stage/" + p, new[p])
+        pending(root, new)
+        staged_dir = (root / "ota_stage/app").stat().st_ino
+        device.commit.begin("new", 2, False)
+        swapped = (root / "app").stat().st_ino == staged_dir
+        assert swapped != usb, "the staged directory should go whole exactly when no USB file is in the way"
+        assert {p: (root / p).read_text() for p in new} == new
+        assert sorted(f.name for f in (root / "ota_prev/app").iterdir()) == ["a.py", "b.py", "c.py"]
+        assert (root / "app/usb.txt").exists() == usb
+        protected_intact(root)
+        device.commit.rollback()
+        assert {p: (root / p).read_text() for p in old} == old
+        assert (root / "app/usb.txt").exists() == usb
+        assert sorted(f.name for f in (root / "app").iterdir()) == sorted(
+            ["a.py", "b.py", "c.py", "keep.py"] + (["usb.txt"] if usb else []))
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            _rmtree(child)
+        path.rmdir()
+    else:
+        path.unlink()

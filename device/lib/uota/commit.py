@@ -75,6 +75,94 @@ def _out(p, backup, prev, prune=True):
         tree.prune_dirs(d, fs.ROOT)
 
 
+def _dirs(manifest):
+    # the directory of each run of entries of the sorted manifest, one at a time (a
+    # directory comes again after its subdirectories' entries)
+    last = None
+    for p, _ in mlist.entries(manifest):
+        d = p[: max(p.rfind("/"), 0)]
+        if d != last:
+            last = d
+            yield d
+
+
+def _swap(src, rel, new, prev):
+    """Install the staged directory src/rel whole when it replaces most of the live one.
+
+    LittleFS moves a file by scanning its old directory's log once per entry tag in it:
+    a commit that empties two directories (the live one into /ota_prev/, the stage into
+    the live one) file by file takes time quadratic in their logs. Instead the few live
+    files the new set keeps unchanged move into the staged directory, the live directory
+    moves whole into /ota_prev/ (its replaced and dropped files are the backup) and the
+    staged one takes its place. Only for a directory of plain files that all belong to the
+    old or the new set, none protected; and only so that a power cut at any step leaves a
+    state a replay finishes the same way: each keep-file moved becomes one more staged file
+    of the new set (so the choice below never flips), and a missing live directory takes
+    the staged one whole.
+    """
+    s, d, b = src + "/" + rel, fs.full(rel), prev + "/" + rel
+    if not rel or not paths.deletable(rel) or _kind(s) != tree.DIR:
+        return
+    new_r = mlist.Reader(new)
+    old_r = mlist.Reader(fs.full(fs.MANIFEST))
+    try:
+        staged = 0
+        for e in os.ilistdir(s):
+            p = rel + "/" + e[0]
+            if e[1] != FILE or paths.reserved(p) or new_r.find(p) is None:
+                return  # a subdirectory, or a stale or refused file: each file on its own
+            staged += 1
+        k = _kind(d)
+        if not k:
+            i = rel.rfind("/")
+            if i < 0 or _kind(fs.full(rel[:i])) == tree.DIR:
+                fs.move(s, d)  # a new directory (or the last step of a swap a cut stopped)
+            return
+        if k != tree.DIR or _kind(b):
+            return  # a file where the directory goes, or backups made one by one already
+        live = 0
+        for e in os.ilistdir(d):
+            p = rel + "/" + e[0]
+            if e[1] != FILE or not paths.deletable(p):
+                return
+            if new_r.find(p) is None and old_r.find(p) is None:
+                return  # no OTA installed it (a file put there over USB): it stays put
+            live += 1
+        if live - staged >= staged:
+            return  # more files stay than change: moving the changed ones costs less
+        while True:
+            replaced = moved = 0
+            new_r.close()
+            new_r = mlist.Reader(new)
+            for e in os.ilistdir(d):
+                if new_r.find(rel + "/" + e[0]) is None:
+                    continue  # dropped from the set: its backup goes with the directory
+                if _kind(s + "/" + e[0]):
+                    replaced += 1
+                else:
+                    # one that stays, or a new one a per-file commit cut short installed:
+                    # it goes with the staged directory
+                    fs.move(d + "/" + e[0], s + "/" + e[0])
+                    moved += 1
+            if not moved:
+                break
+            # Moving out the entry just read is safe on LittleFS; should a listing still
+            # have skipped one, the files of the new set left are more than those replaced
+            new_r.close()
+            new_r = mlist.Reader(new)
+            left = 0
+            for e in os.ilistdir(d):
+                if new_r.find(rel + "/" + e[0]) is not None:
+                    left += 1
+            if left == replaced:
+                break
+    finally:
+        new_r.close()
+        old_r.close()
+    fs.move(d, b)
+    fs.move(s, d)
+
+
 def apply():
     """Finish the journalled commit if there is one; returns True if it did.
 
@@ -99,6 +187,9 @@ def apply():
                 _in(src, p, backup, prev)
     else:
         # staged files of the new set (stale leftovers in the stage are just dropped)
+        if backup and not swapped:
+            for d in _dirs(new):
+                _swap(src, d, new, prev)
         for p, _ in mlist.entries(fs.full(fs.MANIFEST) if swapped else new):
             _in(src, p, backup, prev)  # if it is (still) in the stage
     if not swapped:  # deletions may be unfinished until the new manifest is in place
