@@ -47,7 +47,8 @@ def derivations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return runs
 
 
-def cached(project: Path) -> dict[str, str]:
+def cached(project: Path) -> dict[str, list[str]]:
+    """slot -> [key hex, tag]"""
     return json.loads((project / KEY_CACHE).read_text())
 
 
@@ -72,7 +73,9 @@ def test_a_stale_cached_key_is_derived_anew(board: VirtualBoard, project: Path, 
     with open_session(cfg):
         pass
     slot, good = next(iter(cached(project).items()))
-    (project / KEY_CACHE).write_text(json.dumps({slot: "00" * 32}))  # e.g. the password changed
+    # a wrong key kept for this very password (as if the board got another one over USB)
+    wrong = bytes(32)
+    (project / KEY_CACHE).write_text(json.dumps({slot: [wrong.hex(), auth._cache_tag(wrong, PASSWORD)]}))
     with open_session(cfg) as s:
         assert s.authenticated
     assert cached(project) == {slot: good}
@@ -91,3 +94,19 @@ def test_an_impostor_gets_no_key_cached(tmp_path: Path, project: Path) -> None:
             open_session(cfg, "wifi_tcp", *impostor.addr)
     after = (project / KEY_CACHE).read_text() if (project / KEY_CACHE).exists() else None
     assert after == before and (after is None or hello["salt"] not in after)
+
+
+def test_a_kept_key_counts_only_for_the_password_it_came_from(
+        board: VirtualBoard, project: Path, derivations: list) -> None:
+    """A wrong password in the project fails, though the right key is kept beside it."""
+    from uota_core.config import write_secrets
+
+    cfg = load_config(project)
+    with open_session(cfg):
+        pass
+    write_secrets(project, {"otaPassword": "not-the-Board-password-7"})
+    try:
+        with pytest.raises(AuthError, match="wrong OTA password"):
+            open_session(load_config(project))
+    finally:
+        write_secrets(project, {"otaPassword": PASSWORD})

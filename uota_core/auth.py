@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+from hmac import compare_digest
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -35,33 +36,39 @@ def proven_key(password: str, salt: str, iterations: int, proves: Callable[[byte
     """The device's key, if the device proves it (`proves(key)` checks its proof); None if
     not even a fresh derivation does (a wrong password, or an impostor).
 
-    With `cache` (a project's `.uota/keys.json`), a key derived in an earlier command is
-    tried first: a `uota fast` then costs no PBKDF2 run (0.1-0.3 s). The file holds what the
-    board holds, as secret as the password file beside it (mode 0600, ignored by git and
-    never pushed). A cached key the device doesn't prove (the password changed) is derived
-    anew, so the cache can be stale but never wrong."""
+    With `cache` (a project's `.uota/keys.json`), a key derived in an earlier command from
+    the same password is tried first: a `uota fast` then costs no PBKDF2 run (0.1-0.3 s).
+    The file holds what the board holds, beside the password it came from, as secret as the
+    password file (mode 0600, ignored by git and never pushed). An entry counts only for the
+    password it was derived from (its tag, an HMAC of that password under the key), and one
+    the device doesn't prove is derived anew: the cache can be stale but never wrong."""
     slot = f"{salt}:{iterations}"
-    cached = _read_keys(cache).get(slot) if cache else None
+    entry = _read_keys(cache).get(slot) if cache else None
+    cached = entry[0] if entry and compare_digest(entry[1], _cache_tag(entry[0], password)) else None
     if cached and proves(cached):
         return cached
     key = derive_key(password, salt, iterations)
     if not proves(key):
         return None
     if cache and cached != key:
-        _write_key(cache, slot, key)
+        _write_key(cache, slot, key, _cache_tag(key, password))
     return key
 
 
-def _read_keys(cache: Path) -> dict[str, bytes]:
+def _cache_tag(key: bytes, password: str) -> str:
+    return hmac.new(key, b"uota-key-cache\n" + password.encode(), hashlib.sha256).hexdigest()
+
+
+def _read_keys(cache: Path) -> dict[str, tuple[bytes, str]]:
     try:
-        return {slot: bytes.fromhex(k) for slot, k in json.loads(cache.read_text()).items()}
+        return {slot: (bytes.fromhex(k), str(tag)) for slot, (k, tag) in json.loads(cache.read_text()).items()}
     except (OSError, ValueError, AttributeError, TypeError):
         return {}  # missing or damaged: derive, as without a cache
 
 
-def _write_key(cache: Path, slot: str, key: bytes) -> None:
-    keys = {s: k.hex() for s, k in _read_keys(cache).items()}
-    keys[slot] = key.hex()
+def _write_key(cache: Path, slot: str, key: bytes, tag: str) -> None:
+    keys = {s: [k.hex(), t] for s, (k, t) in _read_keys(cache).items()}
+    keys[slot] = [key.hex(), tag]
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
