@@ -31,6 +31,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,21 +66,23 @@ def owner_version(board: VirtualBoard, password: str = PASSWORD) -> None:
         s.version()
 
 
-def advanced_stranger(board: VirtualBoard, stop: threading.Event, opened: list[int]) -> None:
-    """One lobby connection at a time, taken to the `challenge` step and held; a new one only
-    when the board closes it (bounded in count; the test bounds it in time)."""
+def stranger(board: VirtualBoard, port: int, sends: list[bytes | None], stop: threading.Event,
+             opened: list[int]) -> None:
+    """One unauthenticated connection at a time from another address: for each of `sends`,
+    that line is sent (None: nothing) and a line read; then it is held until the board
+    closes it, and a new one made (bounded in count; the test bounds it in time)."""
     while not stop.is_set() and opened[0] < 300:
         opened[0] += 1
+        s = socket.socket()
         try:
-            s = socket.socket()
             s.bind((STRANGER, 0))
             s.settimeout(10)
-            s.connect((board.host, 2018))
+            s.connect((board.host, port))
             f = s.makefile("rb")
-            s.sendall(b"hello\n")
-            f.readline()
-            s.sendall(b"challenge " + os.urandom(16).hex().encode() + b"\n")
-            f.readline()
+            for line in sends:
+                if line is not None:
+                    s.sendall(line)
+                f.readline()
             s.settimeout(0.2)
             while not stop.is_set():
                 try:
@@ -93,10 +96,13 @@ def advanced_stranger(board: VirtualBoard, stop: threading.Event, opened: list[i
             s.close()
 
 
-def test_strangers_held_at_the_challenge_step_do_not_lock_the_owner_out(board: VirtualBoard) -> None:
+def owner_beside_strangers(board: VirtualBoard, port: int, sends: list[bytes | None],
+                           owner: Callable[[], str]) -> tuple[list[str], int]:
+    """5 tries of `owner()` (its result, or the error) while 4 strangers hold the lobby of
+    `port`; and how many stranger connections were made."""
     stop = threading.Event()
     opened = [0]
-    threads = [threading.Thread(target=advanced_stranger, args=(board, stop, opened), daemon=True)
+    threads = [threading.Thread(target=stranger, args=(board, port, sends, stop, opened), daemon=True)
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -107,65 +113,34 @@ def test_strangers_held_at_the_challenge_step_do_not_lock_the_owner_out(board: V
             time.sleep(0.05)
         for _ in range(5):
             try:
-                owner_version(board)
-                results.append("ok")
+                results.append(owner())
             except (UotaError, LinkError, OSError) as e:
                 results.append(str(e))
     finally:
         stop.set()
         for t in threads:
             t.join(15)
-    assert results.count("ok") >= 4, (results, f"{opened[0]} stranger connections")
+    return results, opened[0]
 
 
-def waiting_remoteio_stranger(board: VirtualBoard, stop: threading.Event, opened: list[int]) -> None:
-    """One unauthenticated RemoteIO connection at a time that reads the hello and waits; a
-    new one only when the board closes it."""
-    while not stop.is_set() and opened[0] < 300:
-        opened[0] += 1
-        try:
-            s = socket.socket()
-            s.bind((STRANGER, 0))
-            s.settimeout(10)
-            s.connect((board.host, 2019))
-            s.makefile("rb").readline()
-            s.settimeout(0.2)
-            while not stop.is_set():
-                try:
-                    if not s.recv(100):
-                        break
-                except TimeoutError:
-                    continue
-        except OSError:
-            stop.wait(0.05)
-        finally:
-            s.close()
+def test_strangers_held_at_the_challenge_step_do_not_lock_the_owner_out(board: VirtualBoard) -> None:
+    def version() -> str:
+        owner_version(board)
+        return "ok"
+
+    sends = [b"hello\n", b"challenge " + os.urandom(16).hex().encode() + b"\n"]
+    results, opened = owner_beside_strangers(board, 2018, sends, version)
+    assert results.count("ok") >= 4, (results, f"{opened} stranger connections")
 
 
 def test_waiting_remoteio_strangers_do_not_keep_the_owner_out(board: VirtualBoard) -> None:
-    stop = threading.Event()
-    opened = [0]
-    threads = [threading.Thread(target=waiting_remoteio_stranger, args=(board, stop, opened), daemon=True)
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    results: list[str] = []
-    try:
-        deadline = time.monotonic() + 10
-        while opened[0] < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for _ in range(5):
-            derive_key.cache_clear()  # as a fresh host process: the key is derived after the hello
-            try:
-                with RemoteIOClient(board.host, password=PASSWORD, timeout=15) as c:
-                    results.append(str(c.call("ping")))
-            except (UotaError, LinkError, OSError) as e:
-                results.append(str(e))
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(15)
-    assert results.count("pong") >= 4, (results, f"{opened[0]} stranger connections")
+    def ping() -> str:
+        derive_key.cache_clear()  # as a fresh host process: the key is derived after the hello
+        with RemoteIOClient(board.host, password=PASSWORD, timeout=15) as c:
+            return str(c.call("ping"))
+
+    results, opened = owner_beside_strangers(board, 2019, [None], ping)  # they read the hello
+    assert results.count("pong") >= 4, (results, f"{opened} stranger connections")
 
 
 def guesser(board: VirtualBoard, source: str, stop: threading.Event, answered: list[int]) -> None:

@@ -4,10 +4,12 @@ without an Enter."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,12 +35,22 @@ class Output:
             self.data += chunk
 
 
-def terminal(cwd: Path, *args: str, stdin: int) -> tuple[subprocess.Popen[bytes], Output, Output]:
+@contextlib.contextmanager
+def terminal(cwd: Path, *args: str, tty: bool = False) -> Iterator[tuple[subprocess.Popen[bytes], Output, Output, int]]:
+    """`uota terminal ARGS` running, and the fd its keystrokes are written to: a pipe, or
+    with `tty` a pseudo-terminal in line mode, as a user's shell leaves it."""
+    keys, stdin = os.openpty() if tty else os.pipe()[::-1]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen([*UOTA, "terminal", *args], cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None and proc.stderr is not None
-    return proc, Output(proc.stdout.fileno()), Output(proc.stderr.fileno())
+    try:
+        yield proc, Output(proc.stdout.fileno()), Output(proc.stderr.fileno()), keys
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(keys)
+        os.close(stdin)
 
 
 def test_bare_newlines_become_crlf_across_chunks() -> None:
@@ -52,9 +64,7 @@ def test_bare_newlines_become_crlf_across_chunks() -> None:
 def test_ctrl_c_at_the_terminal_then_exit_brings_the_ota_server_back(ota_board: VirtualBoard,
                                                                    tmp_path: Path) -> None:
     ota_board.expect("uota: listening on", timeout=30)
-    r, w = os.pipe()
-    proc, out, err = terminal(tmp_path, "--port", ota_board.serial_port, stdin=r)
-    try:
+    with terminal(tmp_path, "--port", ota_board.serial_port) as (proc, out, err, w):
         wait_until(lambda: b"Ctrl-] exits" in err.data, 30, "the terminal to connect")
         os.write(w, b"\x03")  # to the REPL: stops uota's loop (and with it the OTA server)
         wait_until(lambda: b">>> " in out.data, 30, "the REPL prompt")
@@ -67,19 +77,12 @@ def test_ctrl_c_at_the_terminal_then_exit_brings_the_ota_server_back(ota_board: 
         assert b"soft-resetting" in err.data and b"they start again" in err.data
         ota_board.expect(r"soft reboot[\s\S]*uota: listening on", timeout=30, since=mark)
         wait_reachable(ota_board.host, 2018)
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-        os.close(w)
 
 
 @pytest.mark.timeout(120)
 def test_without_ctrl_c_the_terminal_leaves_the_board_running(ota_board: VirtualBoard, tmp_path: Path) -> None:
     ota_board.expect("uota: listening on", timeout=30)
-    r, w = os.pipe()
-    proc, out, err = terminal(tmp_path, "--port", ota_board.serial_port, stdin=r)
-    try:
+    with terminal(tmp_path, "--port", ota_board.serial_port) as (proc, out, err, w):
         wait_until(lambda: b"Ctrl-] exits" in err.data, 30, "the terminal to connect")
         mark = ota_board.console_mark()
         os.write(w, b"\x1d")
@@ -87,25 +90,13 @@ def test_without_ctrl_c_the_terminal_leaves_the_board_running(ota_board: Virtual
         assert b"soft-resetting" not in err.data
         wait_reachable(ota_board.host, 2018)
         assert "soft reboot" not in ota_board.console[mark:]
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(r)
-        os.close(w)
 
 
 @pytest.mark.timeout(120)
 def test_ctrl_bracket_ends_the_tcp_shell_without_an_enter(ota_board: VirtualBoard, tmp_path: Path) -> None:
-    master, slave = os.openpty()  # a terminal in line mode, as a user's shell leaves it
-    proc, out, err = terminal(tmp_path, "--host", ota_board.host, stdin=slave)
-    try:
+    with terminal(tmp_path, "--host", ota_board.host, tty=True) as (proc, out, err, master):
         wait_until(lambda: b"RemoteIO shell" in out.data, 30, "the shell's banner")
         os.write(master, b"ping\n")
         wait_until(lambda: b"'pong'" in out.data, 30, "the handler's answer")
         os.write(master, b"hel\x1d")  # half a line, then Ctrl-]
         assert proc.wait(15) == 0, err.data
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(master)
-        os.close(slave)
