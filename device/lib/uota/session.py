@@ -105,7 +105,9 @@ class Session:
         # would hold the event loop as long as it went on, each read within the idle time
         pace = getattr(self.base, "pace", None) if cmd in BODIES else None
         if pace:
-            pace(True)
+            size = _declared(cmd, arg) or 0
+            ch = self.ch  # ch.body counts down the body bytes left, once _run set it
+            pace(True, lambda: size - ch.body if ch.body is not None else 0)
         try:
             self._run(cmd, fn, arg)
         finally:

@@ -13,8 +13,9 @@ _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", err
 AUTH_MS = 5000  # a connection must authenticate this soon after it is accepted
 IDLE_MS = 30000  # an authenticated session may wait this long for each read or write
 WAITING = 4  # unauthenticated OTA connections held at once (remoteio.evictee picks who makes room)
-# A body (manifest, file) must keep coming at a minimum rate: after GRACE_MS, each byte
-# received buys 1/PACE_BYTES_PER_MS ms more. 4 KB/s is under a third of what a serial push
+# A body (manifest, file) must keep coming at a minimum rate: after GRACE_MS, each body
+# byte received (not each byte on the wire: a record of 1 body byte is 34) buys
+# 1/PACE_BYTES_PER_MS ms more. 4 KB/s is under a third of what a serial push
 # at 115200 baud carries (10 KB/s measured) and far under any working WiFi; a password
 # holder (or a relay holding back the owner's records) trickling a body holds the port
 # about GRACE_MS, not for as long as it goes on (docs/protocol.md "Deadlines").
@@ -49,8 +50,8 @@ class SocketStream:
         self.turn = 0  # recvs left in this lobby turn
         self.session = None  # created when its first bytes arrive
         self.by = None  # ticks_ms by which the reads/writes under way must be done (bound())
-        self.paced = None  # ticks_ms a body began (pace()), and the bytes read since
-        self.got = 0
+        self.paced = None  # ticks_ms a body began (pace()), and the body bytes read since
+        self.got = None  # () -> those bytes (the session's count, under any record layer)
 
     def bound(self, ms):
         """Reads and writes from now on must be done within `ms` (or by the bound already
@@ -64,10 +65,11 @@ class SocketStream:
     def unbound(self, prev):
         self.by = prev
 
-    def pace(self, on):
-        """A body starts (on) or ends: while on, reads must keep up the minimum rate."""
+    def pace(self, on, got=None):
+        """A body starts (on) or ends: while on, reads must keep up the minimum rate; `got()`
+        says how many body bytes have arrived."""
         self.paced = time.ticks_ms() if on else None
-        self.got = 0
+        self.got = got
 
     def authenticated(self):
         self.until = None
@@ -96,7 +98,7 @@ class SocketStream:
             if self.by is not None and time.ticks_diff(self.by, until) < 0:
                 until = self.by
             if self.paced is not None:
-                at = time.ticks_add(self.paced, GRACE_MS + self.got // PACE_BYTES_PER_MS)
+                at = time.ticks_add(self.paced, GRACE_MS + (self.got() if self.got else 0) // PACE_BYTES_PER_MS)
                 if time.ticks_diff(at, until) < 0:
                     until = at
             while True:
@@ -128,8 +130,6 @@ class SocketStream:
                 else:
                     raise
             if n is not None:
-                if self.paced is not None:
-                    self.got += n if isinstance(n, int) else len(n)
                 return n
             if self.until is not None:
                 raise Later()
