@@ -119,9 +119,10 @@ def run_calls(board: VirtualBoard, project: Path, n: int, push_at: int | None) -
         assert caller.reconnects >= 2  # the push's reset really happened during the calls
     echo = [i for i in caller.replies if i < 10**6]
     assert echo == list(range(1, n + 1))  # none lost, none twice, in order
-    # the app really flooded the link with prints meanwhile (a listener's queue is bounded:
-    # print frames that don't fit are dropped, so fewer than that arrive)
-    assert caller.flooded > n and caller.prints > 0, (caller.flooded, caller.prints)
+    # the app really flooded the link with prints meanwhile: over a line per two calls (about
+    # one per call on an idle machine; prints wait for the loop, which serves the calls too).
+    # A listener's queue is bounded: print frames that don't fit are dropped, so fewer arrive
+    assert caller.flooded > n // 2 and caller.prints > 0, (caller.flooded, caller.prints)
     last = [f for conn, f in free if conn == caller.reconnects]
     assert len(last) >= 3, free
     # RAM: at the end free RAM is back within 8 KB of the boot's early samples. Growth never
