@@ -17,6 +17,8 @@ from uota_core.errors import UotaError
 # rich, the config loader and the engine load where a command uses them: `uota --help`
 # and `uota --version` stay fast (tests/test_cli_startup.py)
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from uota_core.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,27 +96,28 @@ def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj))
 
 
-def _stderr_is_terminal() -> bool:
-    """Whether stderr gets live output; without importing rich (about 60 ms) where it can't:
-    not a terminal and nothing forcing one (rich's FORCE_COLOR / TTY_COMPATIBLE)."""
+def _live_stderr() -> Console | None:
+    """A rich console on stderr if it gets live output, else None; without importing rich
+    (about 60 ms) where it can't: not a terminal and nothing forcing one (rich's
+    FORCE_COLOR / TTY_COMPATIBLE)."""
     if not sys.stderr.isatty() and "FORCE_COLOR" not in os.environ and "TTY_COMPATIBLE" not in os.environ:
-        return False
+        return None
     from rich.console import Console
 
-    return Console(stderr=True).is_terminal
+    console = Console(stderr=True)
+    return console if console.is_terminal else None
 
 
 @contextmanager
 def status_line(first: str) -> Iterator[Callable[[str], None]]:
     """An on_status callback: a live status line on a terminal's stderr; elsewhere (scripts,
     CI) `first` once, so logs stay one line per wait."""
-    if not _stderr_is_terminal():
+    console = _live_stderr()
+    if console is None:
         click.echo(f"{first}...", err=True)
         yield lambda text: None
         return
-    from rich.console import Console
-
-    with Console(stderr=True).status(first) as status:
+    with console.status(first) as status:
         yield lambda text: status.update(text)
 
 
@@ -122,16 +125,15 @@ def status_line(first: str) -> Iterator[Callable[[str], None]]:
 def transfer_progress(enabled: bool = True) -> Iterator[tuple[Callable[[list[str], int], None],
                                                               Callable[[str, int], None]]]:
     """(on_plan, on_chunk) callbacks drawing a rich progress bar on stderr."""
-    if not (enabled and _stderr_is_terminal()):
+    console = _live_stderr() if enabled else None
+    if console is None:
         # only on a terminal: piped stderr (scripts, CI) stays free of bar remnants
         yield (lambda paths, total: None), (lambda path, n: None)
         return
-    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    console = Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        console=console, transient=True, disable=not (enabled and console.is_terminal))
+                        console=console, transient=True)
     state: dict[str, Any] = {}
 
     def on_plan(paths: list[str], total: int) -> None:

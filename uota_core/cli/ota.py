@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from uota_core.config import Config
     from uota_core.health import AppHealth
     from uota_core.push import PushResult
-
-if TYPE_CHECKING:  # a type only: importing the session module here would slow every command's start
     from uota_core.session import Session
 
 
