@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from hmac import compare_digest
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -44,7 +43,7 @@ def proven_key(password: str, salt: str, iterations: int, proves: Callable[[byte
     the device doesn't prove is derived anew: the cache can be stale but never wrong."""
     slot = f"{salt}:{iterations}"
     entry = _read_keys(cache).get(slot) if cache else None
-    cached = entry[0] if entry and compare_digest(entry[1], _cache_tag(entry[0], password)) else None
+    cached = entry[0] if entry and hmac.compare_digest(entry[1], _cache_tag(entry[0], password)) else None
     if cached and proves(cached):
         return cached
     key = derive_key(password, salt, iterations)

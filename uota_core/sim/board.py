@@ -23,6 +23,7 @@ from uota_core.sim.vm import (
     HARD_RESET,
     PWRON_RESET,
     SOFT_RESET,
+    CONTROL_PREFIX,
     BootConfig,
     ControlParser,
     VmProcess,
@@ -410,7 +411,7 @@ class VirtualBoard(BoardPeripherals):
         """Whether Ctrl-C interrupts the VM, by its latest `intr` word, read ahead on the
         control pipe (the VM is stopped: nothing changes meanwhile)."""
         assert self._uart
-        words = re.findall(rb"\x1eUOTA intr (-?\d+)\n", self._uart.control_ahead())
+        words = re.findall(re.escape(CONTROL_PREFIX) + rb"intr (-?\d+)\n", self._uart.control_ahead())
         return int(words[-1] if words else self._uart.interrupt_char) == 3
 
     def wait_repl(self, mode: str | None = None, timeout: float = 10.0) -> str:

@@ -240,8 +240,7 @@ class VmProcess:
         SIGINT then anyway. `armed()`, asked while the VM is stopped, says whether Ctrl-C
         still interrupts it: once the REPL or firmware turned it off (the unix port then
         leaves SIGINT at its default, which kills the VM), the Ctrl-C is dropped, as the
-        ESP32's pyexec clears a pending one when the code ends. A futex wait is not safe: the GC waits in one, heap locked, for
-        the other threads' stack scans (a Ctrl-C there left "heap is locked" for good)."""
+        ESP32's pyexec clears a pending one when the code ends. Which waits are safe: _WAITS."""
         pid = self.proc.pid
         deadline = time.monotonic() + INTR_WAIT_S
         try:
