@@ -103,20 +103,20 @@ class Session:
             return
         # a body must keep coming at the transport's minimum rate (WiFi TCP): trickled, it
         # would hold the event loop as long as it went on, each read within the idle time
+        body = _declared(cmd, arg) if cmd in BODIES else None  # None if unparsable: refused below
         pace = getattr(self.base, "pace", None) if cmd in BODIES else None
         if pace:
-            size = _declared(cmd, arg) or 0
             ch = self.ch  # ch.body counts down the body bytes left, once _run set it
-            pace(True, lambda: size - ch.body if ch.body is not None else 0)
+            pace(True, lambda: (body or 0) - ch.body if ch.body is not None else 0)
         try:
-            self._run(cmd, fn, arg)
+            self._run(cmd, fn, arg, body)
         finally:
             if pace:
                 pace(False)
 
-    def _run(self, cmd, fn, arg):
+    def _run(self, cmd, fn, arg, body):
         if cmd in BODIES:
-            self.ch.body = _declared(cmd, arg)  # None if unparsable: the command refuses it below
+            self.ch.body = body
         try:
             if fn is None:
                 mod = LAZY[cmd]
