@@ -24,6 +24,11 @@ DEFAULT_TIMEOUT = 10.0
 # docs/protocol.md "Deadlines"). The hello gets that plus a loaded machine's margin, so the
 # owner's first command after a stalled password holder succeeds, slowly, not fails.
 START_TIMEOUT = 25.0
+# A board flooded with connections from many addresses may push a new one out of its lobby
+# before it has proven the password (the device's uota.lobby keeps a place for addresses
+# that proved it before, not for one it has never seen): a TCP connection lost before its
+# handshake ends is opened again, this many times in all.
+HANDSHAKE_TRIES = 3
 MAX_LINE = 64 * 1024
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, proven_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, START_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, HANDSHAKE_TRIES, START_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
 from uota_core.seal import PROTO, RecordError, SessionKeys, hello_sum, proof
 from uota_core.session import REBOOTSTRAP, AuthError, older_stack
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
@@ -42,22 +42,27 @@ def _parse(line: bytes) -> dict[str, Any]:
 class RemoteIOClient(Closing):
     def __init__(self, host: str | None = None, port: int = REMOTEIO_PORT, timeout: float = DEFAULT_TIMEOUT,
                  link: Link | None = None, password: str = "", key_cache: Path | None = None) -> None:
-        if link is None:
-            if host is None:
-                raise ValueError("RemoteIOClient needs a host or a link")
-            link = TcpLink(host, port, timeout=timeout)
-        self.link = link
+        if link is None and host is None:
+            raise ValueError("RemoteIOClient needs a host or a link")
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._prints: deque[str] = deque(maxlen=10000)
         self.device_id = ""
         self.sealed = False  # frames travel in records (the device has a password)
         self.key_cache = key_cache  # a project's derived keys (auth.proven_key)
-        try:
-            self._handshake(password)
-        except BaseException:
-            link.close()
-            raise
+        tries = HANDSHAKE_TRIES if link is None else 1  # a link given is the caller's to open again
+        for tried in range(1, tries + 1):
+            self.link = link or TcpLink(host, port, timeout=timeout)
+            try:
+                self._handshake(password)
+                return
+            except LinkError as e:
+                self.link.close()
+                if tried == tries or isinstance(e, LinkTimeout):
+                    raise
+            except BaseException:
+                self.link.close()
+                raise
 
     def _handshake(self, password: str) -> None:
         """Read the device's hello; answer its challenge if it has a password."""

@@ -20,7 +20,7 @@ import _thread
 from uota.outq import OutQ
 
 MAX_CLIENTS = 4  # authenticated listeners; a 5th that authenticates replaces the oldest
-MAX_STRANGERS = 4  # unauthenticated connections; a new one takes a place per source (evictee)
+MAX_STRANGERS = 4  # unauthenticated connections; uota.lobby picks who makes room for a new one
 PENDING_LIMIT = 2048  # print text waiting for the event loop
 OUT_SIZE = 2048  # per listener, allocated at auth (uota.outq): print frames beyond it are dropped
 OUT_LIMIT = 1024  # a listener with this much unsent output has its further calls wait (input unread)
@@ -297,45 +297,18 @@ def _read(c):
         _drop(c)
 
 
-def evictee(lobby, peer, rank):
-    """Who leaves a full lobby of unauthenticated connections (oldest first, each with a
-    `peer`) for a newcomer from `peer`, here and on the OTA port (uota.transports.wifi_tcp).
-    Places are shared per source address: a newcomer takes one from the address holding
-    the most (its own on a tie), so a stranger churning from one address only pushes out
-    its own connections, never the owner's mid-handshake. Within that address the least
-    advanced (lowest `rank`), oldest goes; with every address holding one place, the least
-    advanced, oldest of all (an attacker with many addresses: docs/reliability.md)."""
-    n = {}
-    for c in lobby:
-        n[c.peer] = n.get(c.peer, 0) + 1
-    most = max(n.values())
-    src = peer if n.get(peer, 0) + 1 >= most else None
-    if src is None:
-        for c in lobby:
-            if n[c.peer] == most:
-                src = c.peer
-                break
-    victim, low = None, 99
-    for c in lobby:
-        if c.peer == src and rank(c) < low:
-            victim, low = c, rank(c)
-    if victim is None:
-        for c in lobby:
-            if rank(c) < low:
-                victim, low = c, rank(c)
-    return victim
-
-
 def _make_room(c):
     # a stranger never pushes a listener out; among strangers, one that hasn't sent a
-    # challenge goes before one that has (evictee)
+    # challenge goes before one that has (uota.lobby)
     if c.authed:  # no password: every client is a listener
         if len(_clients) >= MAX_CLIENTS:
             _drop(_clients[0])
         return
     lobby = [o for o in _clients if not o.authed]
     if len(lobby) >= MAX_STRANGERS:
-        _drop(evictee(lobby, c.peer, lambda o: 0 if o.hnonce is None else 1))
+        from uota import lobby as places
+
+        _drop(places.evictee(lobby, c.peer, lambda o: 0 if o.hnonce is None else 1))
 
 
 def _answer_guesses():
@@ -361,6 +334,9 @@ def _answer_guesses():
                 continue
             c.authed = True
             c.until = None
+            from uota import lobby
+
+            lobby.proved(c.peer)  # this address gets a place ahead of strangers
             c.out.grow(OUT_SIZE)  # its one allocation as a listener: replies never grow it
             c.out.put(b'{"auth": "ok"}\n')
             c.clear = c.out.pending()  # the last frame in clear: records from here on

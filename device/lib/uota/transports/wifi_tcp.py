@@ -12,7 +12,7 @@ _WOULD_BLOCK = (errno.EAGAIN, errno.ETIMEDOUT, getattr(errno, "EWOULDBLOCK", err
 
 AUTH_MS = 5000  # a connection must authenticate this soon after it is accepted
 IDLE_MS = 30000  # an authenticated session may wait this long for each read or write
-WAITING = 4  # unauthenticated OTA connections held at once (remoteio.evictee picks who makes room)
+WAITING = 4  # unauthenticated OTA connections held at once (uota.lobby picks who makes room)
 # A body (manifest, file) must keep coming at a minimum rate: after GRACE_MS, each body
 # byte received (not each byte on the wire: a record of 1 body byte is 34) buys
 # 1/PACE_BYTES_PER_MS ms more. 4 KB/s is under a third of what a serial push
@@ -249,7 +249,9 @@ class WifiTcp:
             if got is None:
                 break
             if len(self.waiting) >= WAITING:
-                self.drop(remoteio.evictee(self.waiting, got[1], _progress))
+                from uota import lobby
+
+                self.drop(lobby.evictee(self.waiting, got[1], _progress))
             self.waiting.append(SocketStream(got[0], got[1], first_ms))
         ready = []
         throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
