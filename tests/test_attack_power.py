@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attack_helpers import count, flash_hashes, make_project, secured_board
+from attack_helpers import flash_hashes, make_project, secured_board
 from uota_core.config import load_config
 from uota_core.connect import open_session, wait_reachable
 from uota_core.errors import UotaError
