@@ -101,6 +101,29 @@ def churn(board: VirtualBoard, port: int, opening: bytes, sources: list[str], st
             s.close()
 
 
+def hold(board: VirtualBoard, port: int, opening: bytes, source: str, stop: threading.Event,
+         opened: list[int]) -> None:
+    """A stranger holding a place: open, send `opening`, and open again the moment the board
+    closes it (round 4's attack)."""
+    until = time.monotonic() + CHURN_S + 30  # bounded even if the test's stop never comes
+    while time.monotonic() < until and not stop.is_set():
+        with socket.socket() as s:
+            try:
+                s.bind((source, 0))
+                s.settimeout(0.2)
+                s.connect((board.host, port))
+                s.send(opening)
+                opened[0] += 1
+                while not stop.is_set() and time.monotonic() < until:
+                    try:
+                        if not s.recv(4096):
+                            break  # closed: take a place again at once
+                    except TimeoutError:
+                        continue
+            except OSError:
+                stop.wait(0.01)
+
+
 def owner_once(board: VirtualBoard, port: int) -> None:
     if port == 2018:
         owner_version(board, timeout=10)
@@ -111,17 +134,22 @@ def owner_once(board: VirtualBoard, port: int) -> None:
 
 def owner_under_churn(board: VirtualBoard, port: int, kind: str, sources: int) -> None:
     """The owner's tries, one after another for CHURN_S, while strangers churn connections
-    from `sources` addresses; every one must get in at the first attempt."""
+    from `sources` addresses (`kind` "hold": one stranger per address taking a place again
+    the moment it loses one); every try must get in at the first attempt."""
     stop = threading.Event()
     opened = [0]
-    opening = OPENINGS[kind, port]
-    workers = [threading.Thread(target=churn, args=(board, port, opening, STRANGERS[:sources], stop, opened),
-                                daemon=True) for _ in range(CHURN_THREADS)]
+    if kind == "hold":
+        opening = OPENINGS["handshake", port]
+        workers = [threading.Thread(target=hold, args=(board, port, opening, STRANGERS[i % sources], stop, opened),
+                                    daemon=True) for i in range(max(sources, 4))]
+    else:
+        workers = [threading.Thread(target=churn, args=(board, port, OPENINGS[kind, port], STRANGERS[:sources],
+                                                        stop, opened), daemon=True) for _ in range(CHURN_THREADS)]
     for w in workers:
         w.start()
     results: list[str] = []
     try:
-        wait_until(lambda: opened[0] >= 10, 10, "the churn to start")
+        wait_until(lambda: opened[0] >= min(10, len(workers)), 10, "the churn to start")
         began, was = time.monotonic(), opened[0]
         until = began + CHURN_S
         while time.monotonic() < until and len(results) < 1000:
@@ -150,7 +178,7 @@ def single_tries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("sources", [1, len(STRANGERS)])
-@pytest.mark.parametrize("kind", ["byte", "handshake"])
+@pytest.mark.parametrize("kind", ["byte", "handshake", "hold"])
 @pytest.mark.parametrize("port", [2018, 2019])
 def test_strangers_churning_connections_do_not_shut_the_owner_out(floods: VirtualBoard, single_tries: None,
                                                                    port: int, kind: str, sources: int) -> None:
@@ -163,6 +191,46 @@ def test_strangers_churning_connections_do_not_shut_the_owner_out(floods: Virtua
     # board before the attack, as an owner has (its bootstrap and pushes).
     owner_once(floods, port)
     owner_under_churn(floods, port, kind, sources)
+
+
+def test_a_stranger_churning_from_a_known_address_does_not_shut_out_the_owners_new_one(
+        floods: VirtualBoard, single_tries: None) -> None:
+    # a known address is only an address (the owner's old DHCP lease, or everyone behind the
+    # owner's NAT): one churning from it got every place kept for known addresses, and the
+    # owner, from an address the board hadn't met, lost its place to each next connection
+    board = floods
+    owner_once(board, 2018)  # 127.0.0.1 is known
+    stop = threading.Event()
+    opened = [0]
+    workers = [threading.Thread(target=hold, args=(board, 2018, OPENINGS["handshake", 2018], "127.0.0.1",
+                                                   stop, opened), daemon=True) for _ in range(4)]
+    for w in workers:
+        w.start()
+    results: list[str] = []
+    try:
+        wait_until(lambda: opened[0] >= 4, 10, "the strangers to take every place")
+        until = time.monotonic() + CHURN_S
+        while time.monotonic() < until and len(results) < 1000:
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.3.1", 0))  # the owner's new address
+                sock.settimeout(10)
+                sock.connect((board.host, 2018))
+                with Session(TcpLink.adopt(sock, "owner", timeout=10), PASSWORD) as s:
+                    s.open()
+                    s.version()
+                results.append("ok")
+            except (UotaError, OSError) as e:
+                sock.close()
+                results.append(f"{type(e).__name__}: {e}")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(40)
+    failed = [r for r in results if r != "ok"]
+    print(f"the owner's new address got in {len(results) - len(failed)} of {len(results)} times "
+          f"beside a churn from its old one")
+    assert results and not failed, f"{len(failed)} of the owner's {len(results)} tries failed: {failed[:3]}"
 
 
 @pytest.mark.timeout(240)

@@ -5,8 +5,9 @@
 # Progress through the handshake can't tell the owner from a stranger (anyone can send
 # `hello` and `challenge`), and a stranger may have many source addresses. The one thing a
 # stranger can't fake is the proof of the password, so an address that gave it lately is
-# "known": a connection from one gives up its place only when known connections fill every
-# place (so someone holding a known address can't lock out the owner's new one). The known
+# "known": a known address keeps its one place while others hold places (only one: a
+# stranger churning from a known address, as behind the owner's NAT, gets no more than the
+# per-address share, so it can't lock out the owner's new address). The known
 # addresses are kept in a file so the owner stays known across the resets its pushes cause;
 # it is written only when the list changes.
 from uota import fs
@@ -50,16 +51,23 @@ def evictee(lobby, peer, rank):
     """Who leaves a full lobby of unauthenticated connections (oldest first, each with a
     `peer`) for a newcomer from `peer`.
 
-    An unknown address gives up the place while one holds any; a known one only when known
-    connections fill every place. Among those, places are shared per source address: the
-    newcomer takes one from the address holding the most (its own on a tie), so a stranger
-    churning from one address only pushes out its own connections. Within that address the
-    least advanced (lowest `rank`), oldest goes; with every address holding one place, the
-    least advanced, oldest of all."""
-    side = [c for c in lobby if not known(c.peer)] or lobby
+    A known address holding a single place keeps it while anyone else holds one (a
+    stranger can't fake the proof of the password, so its addresses have none kept).
+    Among the rest, places are shared per source address: the newcomer takes one from the
+    address holding the most (its own on a tie), so a stranger churning from one address
+    only pushes out its own connections. Within that address the least advanced (lowest
+    `rank`), oldest goes; with every address holding one place, the least advanced, oldest
+    of all."""
     n = {}
-    for c in side:
+    for c in lobby:
         n[c.peer] = n.get(c.peer, 0) + 1
+    # a known address has one place kept: one that holds more (a stranger churning from it,
+    # as from behind the owner's NAT or its old address) is on equal terms with the rest
+    side = [c for c in lobby if n[c.peer] > 1 or not known(c.peer)] or lobby
+    if len(side) < len(lobby):
+        n = {}
+        for c in side:
+            n[c.peer] = n.get(c.peer, 0) + 1
     most = max(n.values())
     src = peer if n.get(peer, 0) + 1 >= most else None
     if src is None:
