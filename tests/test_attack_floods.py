@@ -37,10 +37,23 @@ def strangers(board: VirtualBoard, port: int, n: int) -> list[socket.socket]:
     return [socket.create_connection((board.host, port), timeout=5) for _ in range(n)]
 
 
-def owner_version(board: VirtualBoard, timeout: float = 30) -> float:
-    """Seconds the owner's `uota version` (connect, hello, auth, version) took."""
+def owner_version(board: VirtualBoard, timeout: float = 30, source: str | None = None) -> float:
+    """Seconds the owner's `uota version` (connect, hello, auth, version) took, from its
+    usual address or from `source`."""
     started = time.monotonic()
-    with Session(TcpLink(board.host, 2018, timeout=timeout), PASSWORD) as s:
+    if source is None:
+        link = TcpLink(board.host, 2018, timeout=timeout)
+    else:
+        sock = socket.socket()
+        try:
+            sock.bind((source, 0))
+            sock.settimeout(timeout)
+            sock.connect((board.host, 2018))
+        except OSError:
+            sock.close()
+            raise
+        link = TcpLink.adopt(sock, "owner", timeout=timeout)
+    with Session(link, PASSWORD) as s:
         s.open()
         s.version()
     return time.monotonic() - started
@@ -124,27 +137,29 @@ def hold(board: VirtualBoard, port: int, opening: bytes, source: str, stop: thre
                 stop.wait(0.01)
 
 
-def owner_once(board: VirtualBoard, port: int) -> None:
+def owner_once(board: VirtualBoard, port: int, source: str | None = None) -> None:
     if port == 2018:
-        owner_version(board, timeout=10)
+        owner_version(board, timeout=10, source=source)
     else:
         with RemoteIOClient(board.host, password=PASSWORD, timeout=10) as rio:
             assert rio.call("ping") == "pong"
 
 
-def owner_under_churn(board: VirtualBoard, port: int, kind: str, sources: int) -> None:
-    """The owner's tries, one after another for CHURN_S, while strangers churn connections
-    from `sources` addresses (`kind` "hold": one stranger per address taking a place again
-    the moment it loses one); every try must get in at the first attempt."""
+def owner_under_churn(board: VirtualBoard, port: int, kind: str, sources: list[str],
+                      owner_from: str | None = None) -> None:
+    """The owner's tries (from its usual address, or `owner_from`), one after another for
+    CHURN_S, while strangers churn connections from the `sources` addresses (`kind` "hold":
+    at least 4 strangers, spread over them, each taking a place again the moment it loses
+    one); every try must get in at the first attempt."""
     stop = threading.Event()
     opened = [0]
     if kind == "hold":
         opening = OPENINGS["handshake", port]
-        workers = [threading.Thread(target=hold, args=(board, port, opening, STRANGERS[i % sources], stop, opened),
-                                    daemon=True) for i in range(max(sources, 4))]
+        workers = [threading.Thread(target=hold, args=(board, port, opening, sources[i % len(sources)], stop,
+                                                       opened), daemon=True) for i in range(max(len(sources), 4))]
     else:
-        workers = [threading.Thread(target=churn, args=(board, port, OPENINGS[kind, port], STRANGERS[:sources],
-                                                        stop, opened), daemon=True) for _ in range(CHURN_THREADS)]
+        workers = [threading.Thread(target=churn, args=(board, port, OPENINGS[kind, port], sources, stop, opened),
+                                    daemon=True) for _ in range(CHURN_THREADS)]
     for w in workers:
         w.start()
     results: list[str] = []
@@ -154,7 +169,7 @@ def owner_under_churn(board: VirtualBoard, port: int, kind: str, sources: int) -
         until = began + CHURN_S
         while time.monotonic() < until and len(results) < 1000:
             try:
-                owner_once(board, port)
+                owner_once(board, port, owner_from)
                 results.append("ok")
             except (UotaError, OSError) as e:
                 results.append(f"{type(e).__name__}: {e}")
@@ -164,7 +179,7 @@ def owner_under_churn(board: VirtualBoard, port: int, kind: str, sources: int) -
         for w in workers:
             w.join(40)
     failed = [r for r in results if r != "ok"]
-    print(f"port {port}, {kind}, {sources} source(s): the owner got in {len(results) - len(failed)} of "
+    print(f"port {port}, {kind}, {len(sources)} source(s): the owner got in {len(results) - len(failed)} of "
           f"{len(results)} times under a churn of {churned} connections in {took:.1f} s")
     assert results and not failed, f"{len(failed)} of the owner's {len(results)} tries failed: {failed[:3]}"
 
@@ -190,7 +205,7 @@ def test_strangers_churning_connections_do_not_shut_the_owner_out(floods: Virtua
     # password now keeps its place ahead of strangers (uota.lobby). The owner has used the
     # board before the attack, as an owner has (its bootstrap and pushes).
     owner_once(floods, port)
-    owner_under_churn(floods, port, kind, sources)
+    owner_under_churn(floods, port, kind, STRANGERS[:sources])
 
 
 def test_a_stranger_churning_from_a_known_address_does_not_shut_out_the_owners_new_one(
@@ -198,39 +213,8 @@ def test_a_stranger_churning_from_a_known_address_does_not_shut_out_the_owners_n
     # a known address is only an address (the owner's old DHCP lease, or everyone behind the
     # owner's NAT): one churning from it got every place kept for known addresses, and the
     # owner, from an address the board hadn't met, lost its place to each next connection
-    board = floods
-    owner_once(board, 2018)  # 127.0.0.1 is known
-    stop = threading.Event()
-    opened = [0]
-    workers = [threading.Thread(target=hold, args=(board, 2018, OPENINGS["handshake", 2018], "127.0.0.1",
-                                                   stop, opened), daemon=True) for _ in range(4)]
-    for w in workers:
-        w.start()
-    results: list[str] = []
-    try:
-        wait_until(lambda: opened[0] >= 4, 10, "the strangers to take every place")
-        until = time.monotonic() + CHURN_S
-        while time.monotonic() < until and len(results) < 1000:
-            sock = socket.socket()
-            try:
-                sock.bind(("127.0.3.1", 0))  # the owner's new address
-                sock.settimeout(10)
-                sock.connect((board.host, 2018))
-                with Session(TcpLink.adopt(sock, "owner", timeout=10), PASSWORD) as s:
-                    s.open()
-                    s.version()
-                results.append("ok")
-            except (UotaError, OSError) as e:
-                sock.close()
-                results.append(f"{type(e).__name__}: {e}")
-    finally:
-        stop.set()
-        for w in workers:
-            w.join(40)
-    failed = [r for r in results if r != "ok"]
-    print(f"the owner's new address got in {len(results) - len(failed)} of {len(results)} times "
-          f"beside a churn from its old one")
-    assert results and not failed, f"{len(failed)} of the owner's {len(results)} tries failed: {failed[:3]}"
+    owner_once(floods, 2018)  # 127.0.0.1 is known
+    owner_under_churn(floods, 2018, "hold", ["127.0.0.1"], owner_from="127.0.3.1")
 
 
 @pytest.mark.timeout(240)
@@ -243,8 +227,8 @@ def test_the_owner_stays_known_across_a_reset(floods: VirtualBoard, single_tries
     assert "127.0.0.1" in json.loads(board.flash.read_file("/ota_known.json"))
     wait_reachable(board.host, 2018, 30)  # a connection that proves nothing
     wait_reachable(board.host, 2019, 30)
-    owner_under_churn(board, 2018, "handshake", len(STRANGERS))
-    owner_under_churn(board, 2019, "handshake", len(STRANGERS))
+    owner_under_churn(board, 2018, "handshake", STRANGERS)
+    owner_under_churn(board, 2019, "handshake", STRANGERS)
 
 
 def test_a_stranger_flooding_calls_is_dropped_and_costs_the_others_nothing(floods: VirtualBoard) -> None:
