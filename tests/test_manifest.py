@@ -168,7 +168,10 @@ def project(root: Path, files: dict[str, str], secrets: dict[str, str] | None = 
 LEAKY = ["config/.ota.secrets.json.bak", "config/.ota.secrets.json~", ".ota.secrets.json~", "config/secrets.json",
          "app/My_Secret.py", "app/tls.key", "app/tls.pem", ".env", "app/.env.local", "app/a.py.bak", "app/a.py~",
          "app/.a.py.swp", "app/.a.py.swo", "app/.#a.py", "app/#a.py#", "app/a.py.orig", "app/x.tmp", ".DS_Store",
-         "app/.DS_Store"]
+         "app/.DS_Store",
+         # names round 5 got pushed (credentials by their usual names)
+         "app/id_rsa", "app/id_ed25519.pub", "app/credentials.json", "app/wifi_password.txt", "app/Passwd.py",
+         "app/client.p12", "app/client.pfx"]
 
 
 @pytest.mark.parametrize("mode", ["fast", "full"])

@@ -25,8 +25,9 @@ ALWAYS_EXCLUDED = ("boot.py", "main.py", "lib/uota/**", "ota_*", SECRETS_FILE, "
                    "**/.gitignore")  # `uota init` writes one: the host's, not the board's
 # Built-in exclusions in gitignore syntax, at any depth. Secrets-like names are never pushed,
 # whatever fastOtaFiles or .uotaignore say; the backup list is a default .uotaignore can undo.
-SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*"], "built-in secrets list",
-                                 ignorecase=True)
+SECRET_RULES = IgnoreRules.parse(["*secret*", "*.key", "*.pem", ".env*", "*password*", "*passwd*", "*credential*",
+                                  "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.p12", "*.pfx"],
+                                 "built-in secrets list", ignorecase=True)
 BACKUP_RULES = IgnoreRules.parse(["*.bak", "*~", "*.swp", "*.swo", ".#*", "\\#*#", "*.orig", "*.tmp",
                                   ".DS_Store"], "built-in backup list")
 

@@ -15,6 +15,7 @@ import json
 import hashlib
 import os
 import time
+import select
 import binascii
 import _thread
 from uota.outq import OutQ
@@ -128,6 +129,7 @@ class _Client:
         self.authed = not password
         self.out = OutQ(OUT_SIZE if self.authed else STRANGER_OUT)
         self.until = None if self.authed else time.ticks_add(time.ticks_ms(), AUTH_MS)
+        self.answered = time.ticks_ms()  # the board's last reply while a stranger (uota.lobby)
         self.full = False  # output over its limit: not polled or read until it drains
         self.guess = None  # an auth response waiting for its turn (see _answer_guesses)
         self.nonce = binascii.hexlify(os.urandom(16)).decode()
@@ -298,8 +300,7 @@ def _read(c):
 
 
 def _make_room(c):
-    # a stranger never pushes a listener out; among strangers, one that hasn't sent a
-    # challenge goes before one that has (uota.lobby)
+    # a stranger never pushes a listener out; among strangers, uota.lobby decides
     if c.authed:  # no password: every client is a listener
         if len(_clients) >= MAX_CLIENTS:
             _drop(_clients[0])
@@ -308,7 +309,17 @@ def _make_room(c):
     if len(lobby) >= MAX_STRANGERS:
         from uota import lobby as places
 
-        _drop(places.evictee(lobby, c.peer, lambda o: 0 if o.hnonce is None else 1))
+        p = select.poll()
+        for o in lobby:
+            p.register(o.sock, select.POLLIN)
+        unread = [r[0] for r in p.poll(0)]
+
+        def waiting(o):  # on its client; -1: it waits on the board (unread input, a guess)
+            if o.guess is not None or o.sock in unread:
+                return -1
+            return time.ticks_diff(time.ticks_ms(), o.answered)
+
+        _drop(places.evictee(lobby, c.peer, waiting))
 
 
 def _answer_guesses():
@@ -389,6 +400,8 @@ def _flush(c):
     elif n:
         c.out.take(n)
         c.clear = max(0, c.clear - n)
+        if not c.authed:
+            c.answered = time.ticks_ms()
     return bool(n) and (c.ws < c.we or bool(c.out.n))
 
 

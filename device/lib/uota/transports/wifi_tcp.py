@@ -47,6 +47,7 @@ class SocketStream:
         self.poller = select.poll()
         self.poller.register(sock, select.POLLIN)
         self.until = time.ticks_add(time.ticks_ms(), first_ms)
+        self.answered = time.ticks_ms()  # the board's last reply in the lobby (uota.lobby)
         self.turn = 0  # recvs left in this lobby turn
         self.session = None  # created when its first bytes arrive
         self.by = None  # ticks_ms by which the reads/writes under way must be done (bound())
@@ -154,6 +155,8 @@ class SocketStream:
                 if self.until is not None:
                     raise OSError(errno.EAGAIN)  # a stranger that doesn't read its replies: dropped
                 self._wait(select.POLLOUT)
+        if self.until is not None:
+            self.answered = time.ticks_ms()
 
     def close(self):
         try:
@@ -166,12 +169,11 @@ class SocketStream:
             pass
 
 
-def _progress(st):
-    # how far an unauthenticated connection got: 0 no hello answered, 1 hello, 2 challenge
-    s = st.session
-    if s is None or not s.nonce:
-        return 0
-    return 2 if s.hnonce else 1
+def _waiting(st):
+    # how long an unauthenticated connection has waited on its client (uota.lobby)
+    if st.readable():
+        return -1  # input the board hasn't served yet: waiting on the board
+    return time.ticks_diff(time.ticks_ms(), st.answered)
 
 
 def listen(port, backlog=2):
@@ -251,7 +253,7 @@ class WifiTcp:
             if len(self.waiting) >= WAITING:
                 from uota import lobby
 
-                self.drop(lobby.evictee(self.waiting, got[1], _progress))
+                self.drop(lobby.evictee(self.waiting, got[1], _waiting))
             self.waiting.append(SocketStream(got[0], got[1], first_ms))
         ready = []
         throttle = sys.modules.get("uota.throttle")  # loaded by the first wrong guess (2 KB)
