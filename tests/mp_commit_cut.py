@@ -132,6 +132,8 @@ elif REPLACE:
 else:
     put(fs.MANIFEST, "main.py:" + H + "\n")
 fs.write_json(fs.full(fs.VERSION), {"version": "old", "release": 1})
+put(fs.PREV + "/app/d/earlier.txt", "an earlier push's backup")  # set aside whole, cleared at boot
+put(fs.PREV + "/.manifest.txt", "app/d/earlier.txt:" + H + "\n")
 for i in range(N if not DROP else 0):  # staged, as a session leaves them before end_ota
     put(fs.STAGE + "/" + name(i), "new %d\n" % i)
 if DROP:
@@ -149,6 +151,8 @@ while True:
         finished = False
     boot(image)
     boot_guard.settle()  # what boot.py runs: replays a journaled commit
+    if fs.exists(fs.full(fs.PREV_OLD)):
+        print("cut after write %d: the earlier backup is still there after the boot" % k)
     got = found()
     if DROP:
         old_files = [("f%02d.txt" % i, "old %d\n" % i) for i in range(N)] + [("keep.txt", "keep")]

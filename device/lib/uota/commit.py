@@ -11,7 +11,13 @@ PREV_VERSION = "/.version.json"
 def begin(version, release, wipe):
     """Install the pending manifest: staged files move in, files it drops move out."""
     prev = fs.full(fs.PREV)
-    tree.rmtree(prev)
+    # The old backup goes aside in one rename (both names are in the root directory: one
+    # LittleFS commit, so a cut leaves it whole under one name or the other); the boot
+    # after this commit's reset removes it (boot_guard.settle), not the wait for `ok`.
+    old = fs.full(fs.PREV_OLD)
+    tree.rmtree(old)  # one a cut boot did not get to clear
+    if fs.exists(prev):
+        fs.move(prev, old)
     mlist.copy(fs.full(fs.MANIFEST), prev + PREV_MANIFEST, _unmanaged_replaced())
     fs.write_json(prev + PREV_VERSION, fs.version_info())
     fs.write_json(
