@@ -10,7 +10,7 @@ Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer] [--cli-only | 
 - boot time from boot.py's first line to the app's first line, with and without the stack
 - `uota fast --no-wait` over WiFi (TCP) as a subprocess of the real `uota` entry point, and CLI
   start-up (bench/ota_cli_bench.py; `--cli-only` runs just these); `--breakdown`: where the time
-  of a 20 x 2 KB push goes, phase by phase
+  of a 20 x 2 KB push and of a one 50 KB file push goes, phase by phase
 """
 
 from __future__ import annotations

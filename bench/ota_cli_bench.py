@@ -5,7 +5,7 @@ bench/ota_bench.py: `--cli-only`, `--breakdown`; docs/benchmarks.md has the figu
   to exit: 20 files x 2 KB, one 50 KB file, no change
 - `uota --version` / `uota --help` wall time, and the import time `python -X importtime`
   reports for `uota_core.cli`
-- the phase breakdown of a 20 x 2 KB push, in-process (after start-up)
+- the phase breakdown of a 20 x 2 KB push and of a 50 KB one, in-process (after start-up)
 - opening a session to a password-protected board: a project's first command (PBKDF2 on
   the host) against a later one (the derived key kept in .uota/keys.json)
 """
