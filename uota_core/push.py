@@ -80,7 +80,9 @@ class PlanAhead:
         self._done = threading.Event()
         self._got: tuple[Scan, MpyPlan] | None = None
         self._error: Exception | None = None
-        threading.Thread(target=self._run, name="uota-plan", daemon=True).start()
+        # not a daemon: a command that fails to connect exits once the compile is done,
+        # so no mpy-cross temporary folder or half-written cache file is left behind
+        threading.Thread(target=self._run, name="uota-plan").start()
 
     def _run(self) -> None:
         try:
