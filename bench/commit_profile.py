@@ -1,10 +1,14 @@
 # Where the board's commit (end_ota: uota.commit.begin) spends its time and its flash
 # operations, run by the MicroPython unix port on a real LittleFS (vfs.VfsLfs2 over a
 # file-backed block device with the virtual board's geometry: 4 KB blocks, 2 MB):
-#   micropython bench/commit_profile.py device/lib [files] [runs]
+#   micropython bench/commit_profile.py device/lib [files] [runs] [drop]
 # The scenario is bench/ota_bench.py --breakdown's: every file of a `files` x 2 KB app is
-# replaced, on a board whose /ota_prev/ holds the previous push's backup. Prints, per phase
-# of the commit, the time and the file-system calls and block reads/writes/erases it made.
+# replaced, on a board whose /ota_prev/ holds the previous push's backup. With `drop`, it is
+# the --cli-only 50 KB push's instead: the push drops the `files` small files and adds one
+# 50 KB file (each timed commit follows an untimed one that put the small files back).
+# Between commits the boot after the commit's reset runs (uota.boot_guard.settle), untimed.
+# Prints, per phase of the commit, the time and the file-system calls and block
+# reads/writes/erases it made.
 import sys
 import time
 import vfs
@@ -20,6 +24,7 @@ import os as _os  # noqa: E402
 counts = {}
 per_op = {}  # call: [calls, us, block reads]
 PER_OP = "-ops" in sys.argv
+DROP = "drop" in sys.argv
 
 
 def _count(k):
@@ -58,7 +63,7 @@ import builtins  # noqa: E402
 
 builtins.open = _counted_open
 
-from uota import fs, commit  # noqa: E402
+from uota import fs, commit, boot_guard  # noqa: E402
 
 
 class Flash:
@@ -105,9 +110,12 @@ def sha(i, run):
     return "%064x" % (run * 1000 + i)
 
 
-def manifest(run):
+def manifest(run, big=False):
     lines = ["app/app.py:" + "a" * 64, "config/ota.json:" + "c" * 64]
-    lines += ["app/mod%02d.py:%s" % (i, sha(i, run)) for i in range(N)]
+    if big:
+        lines.append("app/big.py:%064x" % run)
+    else:
+        lines += ["app/mod%02d.py:%s" % (i, sha(i, run)) for i in range(N)]
     lines.sort()
     return ("\n".join(lines) + "\n").encode()
 
@@ -165,23 +173,38 @@ put(fs.MANIFEST, manifest(0))
 fs.write_json(fs.full(fs.VERSION), {"version": "0", "release": 0})
 
 totals = []
+def stage(run, big):
+    # what the session stages before end_ota
+    if big:
+        put(fs.STAGE + "/app/big.py", b"#" * 51200)
+    else:
+        for i in range(N):
+            put(fs.STAGE + "/app/mod%02d.py" % i, body(i, run))
+    put(fs.PENDING, manifest(run, big))
+
+
 for run in range(1, RUNS + 2):  # the first run only makes the /ota_prev/ a push finds
-    for i in range(N):  # what the session stages before end_ota
-        put(fs.STAGE + "/app/mod%02d.py" % i, body(i, run))
-    put(fs.PENDING, manifest(run))
+    if DROP and run > 1:
+        stage(run + 1000, False)  # the small files back, untimed
+        commit.begin("r%d" % run, 2 * run, False)
+        boot_guard.settle()
+    stage(run, DROP)
     if run == 1:
-        commit.begin(str(run), run, False)
+        commit.begin(str(run), 2 * run + 1, False)
+        boot_guard.settle()
         continue
     phases.clear()
     counts.clear()
     t = time.ticks_us()
-    commit.begin(str(run), run, False)
+    commit.begin(str(run), 2 * run + 1, False)
     totals.append((time.ticks_diff(time.ticks_us(), t), dict(counts), dict(phases)))
     assert fs.read_json(fs.full(fs.VERSION))["version"] == str(run)
+    boot_guard.settle()  # the boot after the commit's reset
 
 totals.sort(key=lambda x: x[0])
 us, c, ph = totals[len(totals) // 2]
-print("commit of %d x 2 KB, median of %d: %d us" % (N, RUNS, us))
+print("commit of %s, median of %d: %d us" % (("one 50 KB file, dropping %d x 2 KB" if DROP else "%d x 2 KB") % N,
+                                              RUNS, us))
 print("  calls:", " ".join("%s=%d" % kv for kv in sorted(c.items())))
 for label, p in ph.items():
     print("  %-10s %6d us:" % (label, p.pop("us")), " ".join("%s=%d" % kv for kv in sorted(p.items())))

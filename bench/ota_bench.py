@@ -10,7 +10,7 @@ Run: python bench/ota_bench.py [--runs N] [--calls N] [--no-peer] [--cli-only | 
 - boot time from boot.py's first line to the app's first line, with and without the stack
 - `uota fast --no-wait` over WiFi (TCP) as a subprocess of the real `uota` entry point, and CLI
   start-up (bench/ota_cli_bench.py; `--cli-only` runs just these); `--breakdown`: where the time
-  of a 20 x 2 KB push goes, phase by phase
+  of a 20 x 2 KB push and of a one 50 KB file push goes, phase by phase
 """
 
 from __future__ import annotations
@@ -194,16 +194,17 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=500)
     ap.add_argument("--no-peer", action="store_true", help="skip the (slow) mpremote peer run")
     ap.add_argument("--cli-only", action="store_true", help="only the uota command figures (WiFi push, start-up)")
-    ap.add_argument("--breakdown", action="store_true", help="only the phase breakdown of a 20 x 2 KB push")
+    ap.add_argument("--breakdown", action="store_true", help="only the phase breakdowns of a 20 x 2 KB and a 50 KB push")
     args = ap.parse_args()
     from ota_cli_bench import bench_breakdown, report_cli  # here: it imports this module
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.breakdown:
-            phases = bench_breakdown(tmp, args.runs)
-            print(f"20 x 2 KB push in-process, median of {args.runs} (ms): " +
-                  ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in phases.items()))
+            for big, label in ((False, "20 x 2 KB"), (True, "one 50 KB file")):
+                phases = bench_breakdown(tmp / label.replace(" ", "_"), args.runs, big)
+                print(f"{label} push in-process, median of {args.runs} (ms): " +
+                      ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in phases.items()))
             return
         report_cli(args.runs, tmp)
         if args.cli_only:

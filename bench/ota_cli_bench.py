@@ -5,7 +5,7 @@ bench/ota_bench.py: `--cli-only`, `--breakdown`; docs/benchmarks.md has the figu
   to exit: 20 files x 2 KB, one 50 KB file, no change
 - `uota --version` / `uota --help` wall time, and the import time `python -X importtime`
   reports for `uota_core.cli`
-- the phase breakdown of a 20 x 2 KB push, in-process (after start-up)
+- the phase breakdown of a 20 x 2 KB push and of a 50 KB one, in-process (after start-up)
 - opening a session to a password-protected board: a project's first command (PBKDF2 on
   the host) against a later one (the derived key kept in .uota/keys.json)
 """
@@ -135,9 +135,9 @@ def bench_password_no_change(tmp: Path, runs: int) -> dict[str, list[float]]:
 PHASES = ("hello", "scan", "compile", "installed", "start_ota", "manifest", "need", "files", "commit")
 
 
-def bench_breakdown(tmp: Path, runs: int) -> dict[str, list[float]]:
-    """Phase times (ms) of a 20 x 2 KB push in this process: each engine step wrapped with a
-    clock. "files" is from the `need` reply to the `end_ota` request (the files and their
+def bench_breakdown(tmp: Path, runs: int, big: bool = False) -> dict[str, list[float]]:
+    """Phase times (ms) of a 20 x 2 KB push (`big`: one 50 KB file) in this process: each
+    engine step wrapped with a clock. "files" is from the `need` reply to the `end_ota` request (the files and their
     replies), "commit" the `end_ota` wait (the board's journalled commit)."""
     import functools
 
@@ -165,6 +165,7 @@ def bench_breakdown(tmp: Path, runs: int) -> dict[str, list[float]]:
     timed(push_mod, "scan_project", "scan")
     timed(push_mod, "plan_push", "compile")
     out: dict[str, list[float]] = {k: [] for k in PHASES + ("total",)}
+    tmp.mkdir(parents=True, exist_ok=True)
     with VirtualBoard(tmp / "phaseboard", name="phase", baud=None, mdns=False) as board:
         board.power_cut()
         project = make_project(tmp / "phaseproj", board.host)
@@ -174,8 +175,11 @@ def bench_breakdown(tmp: Path, runs: int) -> dict[str, list[float]]:
         timed_push(project, "0")
         for r in range(runs):
             wait_reachable(board.host, 2018)
-            for i in range(20):
-                (project / "app" / f"mod{i:02d}.py").write_text(f"# run {r}\n" + valid_source(i, 2048))
+            if big:
+                (project / "app" / "big.py").write_text(f"# run {r}\n" + valid_source(r, 50 * 1024))
+            else:
+                for i in range(20):
+                    (project / "app" / f"mod{i:02d}.py").write_text(f"# run {r}\n" + valid_source(i, 2048))
             cfg = load_config(project)
             stamps.clear()
             t0 = time.perf_counter()

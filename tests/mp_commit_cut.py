@@ -3,9 +3,11 @@
 # k-th block write or erase, for every k; each cut image is mounted afresh and the boot
 # guard replays the journal, as the next boot does. Prints one line per cut that doesn't
 # land on exactly the old or exactly the new set, then "done <cuts>":
-#   micropython mp_commit_cut.py <device lib dir> <files> [replace]
+#   micropython mp_commit_cut.py <device lib dir> <files> [replace | drop]
 # With `replace` the app dir already holds an old version of every file and one file the
 # new set keeps unchanged (the commit then swaps the whole directory, uota.commit._swap).
+# With `drop` the app dir holds <files> old files the new set drops and one it keeps, and
+# the new set adds one file (a swap too: the dropped files go with the directory).
 import sys
 import os
 import vfs
@@ -15,6 +17,7 @@ from uota import fs, commit, boot_guard  # noqa: E402
 
 N = int(sys.argv[2])
 REPLACE = sys.argv[3:] == ["replace"]
+DROP = sys.argv[3:] == ["drop"]
 BS, NB = 4096, 64
 H = "0" * 64
 
@@ -78,10 +81,13 @@ def name(i):
 
 
 KEEP = "app/d/keep.txt"
+ADDED = "app/d/added.txt"
 
 
 def manifest(n, sha=H):
-    keep = KEEP + ":" + H + "\n" if REPLACE else ""
+    if DROP and sha == H:  # the new set: the kept file and one added
+        return ADDED + ":" + H + "\n" + KEEP + ":" + H + "\n" + "main.py:" + H + "\n"
+    keep = KEEP + ":" + H + "\n" if REPLACE or DROP else ""
     return "".join("%s:%s\n" % (name(i), sha) for i in range(n)) + keep + "main.py:" + H + "\n"
 
 
@@ -96,6 +102,12 @@ def _read(path):
 def found():
     # (version, the new files in place, any other file in the app dir)
     v = fs.read_json(fs.full(fs.VERSION))["version"]
+    if DROP:  # (version, the app dir's files and what they hold)
+        try:
+            names = sorted(e[0] for e in os.ilistdir(fs.full("app/d")))
+        except OSError:
+            names = []
+        return v, [(n, _read(fs.full("app/d/" + n))) for n in names]
     new = sum(1 for i in range(N) if _read(fs.full(name(i))).startswith("new"))
     try:
         every = sum(1 for _ in os.ilistdir(fs.full("app/d")))
@@ -107,7 +119,12 @@ def found():
 image = bytearray(b"\xff" * (BS * NB))
 boot(image, mkfs=True)
 put("main.py", "m")
-if REPLACE:
+if DROP:
+    for i in range(N):
+        put(name(i), "old %d\n" % i)
+    put(KEEP, "keep")
+    put(fs.MANIFEST, manifest(N, "1" * 64))
+elif REPLACE:
     for i in range(N):
         put(name(i), "old %d\n" % i)
     put(KEEP, "keep")
@@ -115,8 +132,12 @@ if REPLACE:
 else:
     put(fs.MANIFEST, "main.py:" + H + "\n")
 fs.write_json(fs.full(fs.VERSION), {"version": "old", "release": 1})
-for i in range(N):  # staged, as a session leaves them before end_ota
+put(fs.PREV + "/app/d/earlier.txt", "an earlier push's backup")  # set aside whole, cleared at boot
+put(fs.PREV + "/.manifest.txt", "app/d/earlier.txt:" + H + "\n")
+for i in range(N if not DROP else 0):  # staged, as a session leaves them before end_ota
     put(fs.STAGE + "/" + name(i), "new %d\n" % i)
+if DROP:
+    put(fs.STAGE + "/" + ADDED, "new")
 put(fs.PENDING, manifest(N))
 staged = bytes(image)
 k = 0
@@ -130,7 +151,17 @@ while True:
         finished = False
     boot(image)
     boot_guard.settle()  # what boot.py runs: replays a journaled commit
+    if fs.exists(fs.full(fs.PREV_OLD)):
+        print("cut after write %d: the earlier backup is still there after the boot" % k)
     got = found()
+    if DROP:
+        old_files = [("f%02d.txt" % i, "old %d\n" % i) for i in range(N)] + [("keep.txt", "keep")]
+        if got not in (("old", old_files), ("new", [("added.txt", "new"), ("keep.txt", "keep")])):
+            print("cut after write %d: %r" % (k, got))
+        if finished:
+            break
+        k += 1
+        continue
     extra = 1 if REPLACE else 0
     old = ("old", 0, N + extra) if REPLACE else ("old", 0, 0)
     if got not in (old, ("new", N, N + extra)) or (REPLACE and _read(fs.full(KEEP)) != "keep"):

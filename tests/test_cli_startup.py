@@ -76,3 +76,18 @@ def test_wifi_push_loads_only_what_it_uses(ota_board, ota_project: Path) -> None
                 or m in ("uota_core.remoteio", "uota_core.serial_link", "uota_core.serial_transport")]
     assert not unwanted, f"a WiFi push imported {', '.join(unwanted[:6])}: import them where they are used"
     ota_board.expect("app started", timeout=20, since=mark)  # the pushed set runs
+
+
+@pytest.mark.timeout(60)
+def test_a_command_loads_only_its_own_command_module() -> None:
+    """Command modules load when their command runs: `uota fast` doesn't pay for the
+    terminal's or the virtual board's command code, `uota --version` for none of them."""
+    modules, printed = loaded_modules(["fast", "--help"])
+    assert "fastOtaFiles" in printed and "uota_core.cli.ota" in modules
+    others = {"uota_core.cli.sim", "uota_core.cli.terminal", "uota_core.cli.project", "uota_core.cli.remoteio"}
+    assert not others & set(modules), sorted(others & set(modules))
+    modules, printed = loaded_modules(["--version"])
+    assert "uota, version" in printed
+    assert [m for m in modules if m.startswith("uota_core.cli.")] == []
+    _, printed = loaded_modules(["--help"])  # the list still names every command
+    assert all(f"  {name} " in printed for name in ("bootstrap", "fast", "remoteio", "sim", "terminal", "version"))

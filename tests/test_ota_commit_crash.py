@@ -51,6 +51,7 @@ def device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     saved = {k: v for k, v in sys.modules.items() if k == "uota" or k.startswith("uota.")}
     for k in saved:
         del sys.modules[k]
+    import uota.boot_guard  # noqa: F401
     import uota.commit  # noqa: F401
     import uota.fs
 
@@ -155,6 +156,50 @@ def test_a_commit_cut_at_any_write_boots_into_exactly_the_old_or_the_new_set(
     # and what a commit kept in /ota_prev/ is exactly what a rollback needs
     assert (root / "ota_prev" / "app" / "gone.py").read_text() == "G"
     assert (root / "ota_prev" / "settings.py").read_text() == "M0"
+
+
+def test_the_earlier_backup_goes_aside_whole_and_the_next_boot_clears_it(
+        device: ModuleType, tmp_path: Path, cut_after) -> None:
+    """The commit sets the previous push's /ota_prev/ aside in one rename (/ota_prev_old/)
+    instead of emptying it file by file before its `ok`; the boot after it (boot_guard.settle)
+    removes it. Cut at any write, the boot lands on exactly the old or the new set, the
+    earlier backup was whole under one name or the other, and the boot leaves no
+    /ota_prev_old/; after a finished commit /ota_prev/ holds exactly this commit's backup."""
+    root = tmp_path / "flash"
+    earlier = {"app/a.py": "A0", "app/x.py": "X0"}  # an earlier push's backup
+    k = 0
+    while True:
+        for child in root.iterdir():
+            _rmtree(child)
+        install_old(root)
+        stage_new(root)
+        for rel, text in earlier.items():
+            write(root, "ota_prev/" + rel, text)
+        write(root, "ota_prev/.manifest.txt", "".join(f"{p}:{sha(t)}\n" for p, t in sorted(earlier.items())))
+        cut_after(k)
+        try:
+            device.commit.begin("new", 2, False)
+            completed = True
+        except PowerCut:
+            completed = False
+        cut_after(None)
+        aside = root / "ota_prev_old"
+        if aside.exists():  # never half of it
+            assert {p: (aside / p).read_text() for p in earlier} == earlier, f"cut at write {k}"
+        else:
+            assert (root / "ota_prev" / "app" / "x.py").read_text() == "X0", f"cut at write {k}"
+        assert device.boot_guard.settle() in ("ok", "committed")  # the next boot
+        result = state(root)
+        assert result in ("old", "new"), f"cut at write {k}: {result}"
+        assert not aside.exists() and not (root / "ota_journal.json").exists()
+        if completed:
+            break
+        k += 1
+    assert result == "new" and k > 10
+    prev = root / "ota_prev"
+    assert (prev / "app" / "gone.py").read_text() == "G" and (prev / "app" / "a.py").read_text() == "A1"
+    assert not (prev / "app" / "x.py").exists()  # nothing of the earlier backup is left in it
+    assert device.commit.rollback() and state(root, OLD_MANAGED + ("settings.py",)) == "old"
 
 
 def test_a_rollback_cut_at_any_write_boots_into_exactly_one_set(

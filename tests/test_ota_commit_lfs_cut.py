@@ -24,13 +24,14 @@ MICROPYTHON = shutil.which("micropython") or str(Path(sys.executable).with_name(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("mode", ["new dir", "replace"])
+@pytest.mark.parametrize("mode", ["new dir", "replace", "drop"])
 def test_a_commit_cut_after_any_block_write_replays_into_exactly_the_old_or_the_new_set(mode: str) -> None:
     # "replace": the live directory holds the old files and one the new set keeps, so the
-    # commit swaps the whole directory (a cut between its moves must still land on one set)
+    # commit swaps the whole directory (a cut between its moves must still land on one set);
+    # "drop": the new set drops the directory's old files, keeps one and adds one (a swap too)
     files = 6
     out = subprocess.run([MICROPYTHON, "-X", "heapsize=64M", str(TESTS / "mp_commit_cut.py"), str(DEVICE_LIB),
-                          str(files)] + (["replace"] if mode == "replace" else []),
+                          str(files)] + ([mode] if mode in ("replace", "drop") else []),
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()

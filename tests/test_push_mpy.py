@@ -278,3 +278,47 @@ def test_a_compile_longer_than_the_boards_idle_limit_keeps_the_session(
     result = pushed(ota_board, ota_project, version="1.1.0")
     assert result.committed and "app/app.py" in result.sent
     assert answer(ota_board) == [42, "app/app.py"]
+
+
+def test_the_compilers_mpy_version_is_asked_once_per_binary(tmp_path: Path, monkeypatch) -> None:
+    """Every push needs the version the current mpy-cross writes; asking it costs a process,
+    so the answer is kept in the user's cache, per binary (path, size, mtime)."""
+    import uota_core.mpy as mpy_mod
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mpy_cross_version.cache_clear()
+    assert mpy_cross_version() == 6
+    memo_path = tmp_path / "uota" / "mpy-cross" / "versions.json"
+    memo = json.loads(memo_path.read_text())
+    assert list(memo.values()) == [6] and str(mpy_mod._current()) in next(iter(memo))
+    memo_path.write_text(json.dumps({k: 5 for k in memo}))  # the kept answer is the one used
+    mpy_cross_version.cache_clear()
+    assert mpy_cross_version() == 5
+    memo_path.write_text("{torn")  # a torn memo is asked again, and rewritten
+    mpy_cross_version.cache_clear()
+    assert mpy_cross_version() == 6 and json.loads(memo_path.read_text()) == memo
+    mpy_cross_version.cache_clear()
+
+
+def test_a_plan_made_ahead_for_the_wrong_mpy_version_is_made_again_for_the_boards(
+        ota_board: VirtualBoard, ota_project: Path) -> None:
+    """`uota fast` scans and compiles while the session opens, for the .mpy version the
+    current mpy-cross writes; a board that loads another version gets its own plan."""
+    from uota_core.push import PlanAhead
+
+    set_config(ota_project, mpyFiles=["app/util.py"])
+    write_app(ota_project)
+    cfg = load_config(ota_project)
+    with open_session(cfg) as session:
+        board = session.info.mpy
+        assert board == 6
+        guessed = PlanAhead(cfg, "fast")  # the current compiler's version: the board's
+        scan, plan = guessed.result(session)
+        assert plan.target == 6 and b"".join(plan.files["app/util.mpy"].open_chunks())[:2] == b"M\x06"
+        assert "app/app.py" in scan.files
+        wrong = PlanAhead(cfg, "fast", board_mpy=5)  # as for an older board: compiled again for this one
+        _, again = wrong.result(session)
+        assert again.target == 6 and b"".join(again.files["app/util.mpy"].open_chunks())[:2] == b"M\x06"
+        (ota_project / "app" / "util.py").write_text(BROKEN)  # the thread's error is raised to the caller
+        with pytest.raises(MpyCompileError, match="app/util.py:5"):
+            PlanAhead(cfg, "fast").result(session)

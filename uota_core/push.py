@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from uota_core.config import CONFIG_FILE, Config, check_version
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
-from uota_core.manifest import LocalFile, desired_files, protected_on_device, scan_project
-from uota_core.mpy import mpy_twins, plan_push
+from uota_core.manifest import LocalFile, Scan, desired_files, protected_on_device, scan_project
+from uota_core.mpy import MpyPlan, mpy_cross_version, mpy_twins, plan_push, target_version
 from uota_core.session import DeviceError, InflateUnavailable, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
@@ -66,34 +67,59 @@ class PushError(UotaError):
     """A push failed; the device stays on its previous version."""
 
 
-T = TypeVar("T")
+class PlanAhead:
+    """A push's scan and compile check, on a thread of their own: started before the session
+    opens (`uota fast` starts it first thing), they run while the host connects and the
+    board says hello. They need the board's .mpy version, which only `hello` tells: the
+    plan is made for the current mpy-cross's (what a board of this MicroPython release
+    loads) and made again, once, for a board that loads another."""
 
+    def __init__(self, cfg: Config, mode: str, board_mpy: int | None = None) -> None:
+        self.cfg, self.mode = cfg, mode
+        self.board_mpy = board_mpy  # None: guessed on the thread (the guess may cost a process)
+        self._done = threading.Event()
+        self._got: tuple[Scan, MpyPlan] | None = None
+        self._error: Exception | None = None
+        # not a daemon: a command that fails to connect exits once the compile is done,
+        # so no mpy-cross temporary folder or half-written cache file is left behind
+        threading.Thread(target=self._run, name="uota-plan").start()
 
-def _keeping_alive(session: Session, work: Callable[[], T]) -> T:
-    """`work()` (the compile check: a cold compile of a big project can take more than the
-    board's 15 s idle limit on an authenticated session), with the session pinged meanwhile.
-    Only this thread talks to the session."""
-    from concurrent.futures import ThreadPoolExecutor
-    from concurrent.futures import TimeoutError as StillWorking
+    def _run(self) -> None:
+        try:
+            if self.board_mpy is None:
+                self.board_mpy = mpy_cross_version()
+            scan = scan_project(self.cfg, self.mode)
+            self._got = scan, plan_push(self.cfg.root, scan.files, self.cfg.get("mpyFiles", []), self.board_mpy)
+        except Exception as e:  # noqa: BLE001  (raised again in the thread that asks)
+            self._error = e
+        finally:
+            self._done.set()
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        job = pool.submit(work)
-        while True:
-            try:
-                return job.result(timeout=KEEPALIVE_S)
-            except StillWorking:
-                session.ping()
+    def result(self, session: Session) -> tuple[Scan, MpyPlan]:
+        """The scan and the compile plan for the session's board, pinging the session while
+        they take (a cold compile of a big project can outlast the board's 15 s idle limit
+        on an authenticated session). Only this thread talks to the session."""
+        while not self._done.wait(KEEPALIVE_S):
+            session.ping()
+        board = session.info.mpy if session.info else 0
+        if target_version(self.board_mpy or 0) != target_version(board):  # guessed wrong: plan again
+            return PlanAhead(self.cfg, self.mode, board).result(session)
+        if self._error is not None:
+            raise self._error
+        assert self._got is not None
+        return self._got
 
 
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
          on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None,
-         compress: bool | None = None) -> PushResult:
+         compress: bool | None = None, planned: PlanAhead | None = None) -> PushResult:
     """Push the project's `mode` files over an open, authenticated session.
 
     On success the device commits and resets (unless nothing changed). On failure the
     staged files are discarded and the error says why. With `compress` (default: on slow
     links, i.e. serial), files go as raw deflate to devices that can inflate them, where
-    that saves at least 10 %.
+    that saves at least 10 %. `planned`: the scan and compile check, if already started
+    (for the same `cfg` and `mode`).
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
@@ -105,10 +131,10 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
         raise PushError(f"this project has a signingKey but {session.link.name} has none (it takes unsigned "
                         "pushes): nothing was sent; provision the key over USB with `uota bootstrap` (or empty "
                         "signingKey in config/.ota.secrets.json to push unsigned)")
-    scan = scan_project(cfg, mode)
     # every .py compiles for the board before a byte is sent; mpyFiles become .mpy
-    mpy = _keeping_alive(session, lambda: plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []),
-                                                    session.info.mpy if session.info else 0))
+    if planned is None:
+        planned = PlanAhead(cfg, mode, session.info.mpy if session.info else 0)
+    scan, mpy = planned.result(session)
     local = mpy.files
     # a device that predates `hello` can't report its files: send everything
     legacy = session.info is None

@@ -45,15 +45,17 @@ wait_option = click.option(
 def _push(mode: str, host: str | None, port: int | str | None, transport: str | None, version: str | None,
           wipe: bool, compress: bool | None, as_json: bool, verbose: bool = False, wait: bool = True) -> None:
     from uota_core.config import check_version
-    from uota_core.connect import open_session
-    from uota_core.push import push
+    from uota_core.push import PlanAhead, push
 
     cfg = project_config()
     if version is not None:
         check_version(version)  # before connecting: the device would refuse it
+    planned = PlanAhead(cfg, mode)  # scan and compile while the session opens
+    from uota_core.connect import open_session  # after: its imports overlap the compile
+
     with open_session(cfg, transport, host, port) as session, transfer_progress() as (on_plan, on_chunk):
         result = push(session, cfg, mode, version=version, wipe=wipe, on_plan=on_plan, on_chunk=on_chunk,
-                      compress=compress)
+                      compress=compress, planned=planned)
     if wait and result.committed and result.release:
         _report(result, False, verbose)  # what was sent, before the wait
         health = _wait_for_app(cfg, transport, host, port, result)

@@ -47,6 +47,10 @@ def settle():
         commit.rollback()
         fs.write_json(fs.full(fs.BOOT_STATE), {"unclean": 0})
         result = "rolled_back"
+    if fs.exists(fs.full(fs.PREV_OLD)):  # the backup the last commit replaced
+        from uota import tree
+
+        tree.rmtree(fs.full(fs.PREV_OLD))
     return result
 
 

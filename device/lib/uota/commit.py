@@ -11,7 +11,13 @@ PREV_VERSION = "/.version.json"
 def begin(version, release, wipe):
     """Install the pending manifest: staged files move in, files it drops move out."""
     prev = fs.full(fs.PREV)
-    tree.rmtree(prev)
+    # The old backup goes aside in one rename (both names are in the root directory: one
+    # LittleFS commit, so a cut leaves it whole under one name or the other); the boot
+    # after this commit's reset removes it (boot_guard.settle), not the wait for `ok`.
+    old = fs.full(fs.PREV_OLD)
+    tree.rmtree(old)  # one a cut boot did not get to clear
+    if fs.exists(prev):
+        fs.move(prev, old)
     mlist.copy(fs.full(fs.MANIFEST), prev + PREV_MANIFEST, _unmanaged_replaced())
     fs.write_json(prev + PREV_VERSION, fs.version_info())
     fs.write_json(
@@ -97,8 +103,9 @@ def _swap(src, rel, new, prev):
     staged one takes its place. Only for a directory of plain files that all belong to the
     old or the new set, none protected; and only so that a power cut at any step leaves a
     state a replay finishes the same way: each keep-file moved becomes one more staged file
-    of the new set (so the choice below never flips), and a missing live directory takes
-    the staged one whole.
+    of the new set (so the choice below never flips; a per-file commit's steps only move
+    it further from a swap: a new file installed is one more that stays, a backup made
+    rules the swap out), and a missing live directory takes the staged one whole.
     """
     s, d, b = src + "/" + rel, fs.full(rel), prev + "/" + rel
     if not rel or not paths.deletable(rel) or _kind(s) != tree.DIR:
@@ -120,16 +127,21 @@ def _swap(src, rel, new, prev):
             return
         if k != tree.DIR or _kind(b):
             return  # a file where the directory goes, or backups made one by one already
-        live = 0
+        live = dropped = 0
         for e in os.ilistdir(d):
             p = rel + "/" + e[0]
             if e[1] != FILE or not paths.deletable(p):
                 return
-            if new_r.find(p) is None and old_r.find(p) is None:
-                return  # no OTA installed it (a file put there over USB): it stays put
+            if new_r.find(p) is None:
+                if old_r.find(p) is None:
+                    return  # no OTA installed it (a file put there over USB): it stays put
+                dropped += 1
             live += 1
-        if live - staged >= staged:
-            return  # more files stay than change: moving the changed ones costs less
+        if live - dropped - staged >= staged + dropped:
+            # more files stay than change or go: moving those costs less. (Files the new
+            # set drops would each be one move to /ota_prev/; with the swap they go with
+            # the directory.)
+            return
         while True:
             replaced = moved = 0
             new_r.close()

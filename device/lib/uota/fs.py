@@ -8,6 +8,7 @@ ROOT = ""
 
 STAGE = "ota_stage"
 PREV = "ota_prev"
+PREV_OLD = "ota_prev_old"  # the /ota_prev/ a commit replaced: cleared by the next boot
 MANIFEST = "ota_manifest.txt"  # installed set, sorted path:sha256 lines (uota.mlist)
 PENDING = "ota_pending.txt"  # the set an OTA session is about to install
 VERSION = "ota_version.json"  # version + release alone: cheap to read
