@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import zlib
 from collections import deque
@@ -13,7 +14,7 @@ from uota_core.config import CONFIG_FILE, Config, check_version
 from uota_core.errors import UotaError
 from uota_core.link import LinkError
 from uota_core.manifest import LocalFile, desired_files, protected_on_device, scan_project
-from uota_core.mpy import mpy_twins, plan_push
+from uota_core.mpy import MpyPlan, mpy_twins, plan_push
 from uota_core.session import DeviceError, InflateUnavailable, Installed, SentFile, Session
 
 # Called once before the transfer with (paths to send, their total bytes), then the
@@ -69,6 +70,30 @@ class PushError(UotaError):
 T = TypeVar("T")
 
 
+class Prepared:
+    """A push's file set, scanned once, and compiled once per .mpy version the boards load:
+    a push to many boards (`--all`) shares one, from several threads."""
+
+    def __init__(self, cfg: Config, mode: str) -> None:
+        self.cfg = cfg
+        self.scan = scan_project(cfg, mode)
+        self._plans: dict[int, MpyPlan | UotaError] = {}
+        self._lock = threading.Lock()
+
+    def plan(self, board_mpy: int) -> MpyPlan:
+        with self._lock:  # the other boards wait for the one compiling (their sessions pinged)
+            if board_mpy not in self._plans:
+                try:
+                    self._plans[board_mpy] = plan_push(self.cfg.root, self.scan.files, self.cfg.get("mpyFiles", []),
+                                                       board_mpy)
+                except UotaError as e:  # a file that doesn't compile: every board hears it at once
+                    self._plans[board_mpy] = e
+            found = self._plans[board_mpy]
+        if isinstance(found, UotaError):
+            raise found
+        return found
+
+
 def _keeping_alive(session: Session, work: Callable[[], T]) -> T:
     """`work()` (the compile check: a cold compile of a big project can take more than the
     board's 15 s idle limit on an authenticated session), with the session pinged meanwhile.
@@ -87,13 +112,14 @@ def _keeping_alive(session: Session, work: Callable[[], T]) -> T:
 
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
          on_plan: PlanCallback | None = None, on_chunk: ChunkCallback | None = None,
-         compress: bool | None = None) -> PushResult:
+         compress: bool | None = None, prepared: Prepared | None = None) -> PushResult:
     """Push the project's `mode` files over an open, authenticated session.
 
     On success the device commits and resets (unless nothing changed). On failure the
     staged files are discarded and the error says why. With `compress` (default: on slow
     links, i.e. serial), files go as raw deflate to devices that can inflate them, where
-    that saves at least 10 %.
+    that saves at least 10 %. `prepared`: the file set already scanned (pushes to a fleet
+    share one).
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")
@@ -105,10 +131,10 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
         raise PushError(f"this project has a signingKey but {session.link.name} has none (it takes unsigned "
                         "pushes): nothing was sent; provision the key over USB with `uota bootstrap` (or empty "
                         "signingKey in config/.ota.secrets.json to push unsigned)")
-    scan = scan_project(cfg, mode)
+    files = prepared or Prepared(cfg, mode)
+    scan = files.scan
     # every .py compiles for the board before a byte is sent; mpyFiles become .mpy
-    mpy = _keeping_alive(session, lambda: plan_push(cfg.root, scan.files, cfg.get("mpyFiles", []),
-                                                    session.info.mpy if session.info else 0))
+    mpy = _keeping_alive(session, lambda: files.plan(session.info.mpy if session.info else 0))
     local = mpy.files
     # a device that predates `hello` can't report its files: send everything
     legacy = session.info is None

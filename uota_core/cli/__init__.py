@@ -20,10 +20,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from uota_core.cli import ota, project, remoteio, sim, terminal
+    from uota_core.cli import fleet, ota, project, remoteio, sim, terminal
 
     cli.add_command(sim.sim)
     cli.add_command(terminal.terminal)
+    cli.add_command(fleet.list_boards)
     for command in (project.init, project.keygen, project.bootstrap, ota.info, ota.fast, ota.full, ota.version, ota.passwd,
                     remoteio.remoteio):
         cli.add_command(command)

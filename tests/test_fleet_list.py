@@ -1,0 +1,149 @@
+"""`uota list` and `uota fast --all` against three virtual boards on loopback.
+
+Other virtual boards (other test runs on this machine) may answer too: every check looks
+for this module's boards, picked by their names' random part, never for an exact total."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from serial.tools.list_ports_common import ListPortInfo
+
+from attack_helpers import PASSWORD, SIGNING_KEY, make_project
+from uota_core.bootstrap import install_offline
+from uota_core.cli import cli
+from uota_core.config import load_config
+from uota_core.connect import wait_reachable
+from uota_core.fleet import discover
+from uota_core.fleet.discover import Board, DiscoveryError, merge, parse_subnet, serial_boards
+from uota_core.sim import VirtualBoard
+
+LOOPBACK = "127.0.0.0/24"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[VirtualBoard], Path, str]]:
+    """Three boards with the stack and one project's secrets, announcing themselves over
+    mDNS on 127.0.0.1; (boards, project, the names' shared prefix)."""
+    tmp = tmp_path_factory.mktemp("fleet")
+    prefix = f"fleet-{secrets.token_hex(3)}"
+    project = make_project(tmp / "proj", password=PASSWORD, signing_key=SIGNING_KEY)
+    boards: list[VirtualBoard] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+        mp.setenv(discover.LOOPBACK_ONLY_ENV, "1")
+        try:
+            for n in range(3):
+                board = VirtualBoard(tmp / f"b{n}", name=f"{prefix}-{n}", baud=None)
+                boards.append(board)
+                board.start(power_on=False)
+                install_offline(board.write_file, load_config(project))
+                board.power_on()
+            for board in boards:
+                wait_reachable(board.host, 2018)
+                assert board.mdns_registered.wait(20), "mDNS registration"
+            yield boards, project, prefix
+        finally:
+            for board in boards:
+                print(board.console[-3000:])
+                board.stop()
+
+
+def mine(found: list[Board], prefix: str, boards: list[VirtualBoard]) -> dict[str, Board]:
+    ids = {b.uid for b in boards}
+    return {b.id: b for b in found if b.id in ids}
+
+
+@pytest.mark.timeout(60)
+def test_each_way_finds_the_three_boards(fleet) -> None:
+    boards, _, prefix = fleet
+    by_mdns = mine(discover.browse_mdns(timeout=3), prefix, boards)
+    by_scan = mine(discover.scan(parse_subnet(LOOPBACK), timeout=3), prefix, boards)
+    by_serial = mine(serial_boards(ports=[]), prefix, boards)
+    for way, found in (("mdns", by_mdns), ("scan", by_scan), ("serial", by_serial)):
+        assert set(found) == {b.uid for b in boards}, way
+    for b in boards:
+        assert by_mdns[b.uid].name == by_serial[b.uid].name == b.hostname.removesuffix(".local")
+        assert by_mdns[b.uid].addresses == by_scan[b.uid].addresses == [b.host]
+        assert by_serial[b.uid].port == b.serial_port
+        # what the hello says: the fleet's secrets are on the board, nothing pushed yet
+        assert (by_scan[b.uid].auth, by_scan[b.uid].signed, by_scan[b.uid].version) == (True, True, "")
+        assert by_mdns[b.uid].version == "" and by_mdns[b.uid].virtual
+
+
+@pytest.mark.timeout(60)
+def test_list_merges_the_ways_into_one_row_per_board(fleet) -> None:
+    boards, _, prefix = fleet
+    result = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "2", "--json",
+                                      "--match", f"{prefix}-*"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(r["id"] for r in rows) == sorted(b.uid for b in boards)
+    for row in rows:
+        board = next(b for b in boards if b.uid == row["id"])
+        assert sorted(row["found_by"]) == ["mdns", "scan", "serial"]
+        assert (row["addresses"], row["port"], row["auth"], row["signed"]) == ([board.host], board.serial_port,
+                                                                               True, True)
+    table = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "1", "--match", f"{prefix}-1"])
+    assert table.exit_code == 0, table.output
+    assert f"{prefix}-1" in table.output and f"{prefix}-2" not in table.output
+
+
+def test_merge_joins_an_idless_row_by_address() -> None:
+    rows = merge([Board(id="24aa", name="a", addresses=["10.0.0.5"], found_by=["mdns"]),
+                  Board(addresses=["10.0.0.5"], found_by=["scan"]),
+                  Board(id="24aa", port="/dev/ttyACM0", found_by=["serial"]),
+                  Board(port="/dev/ttyUSB0", found_by=["serial"])])
+    assert [(r.id, r.addresses, r.port, r.found_by) for r in rows] == [
+        ("", [], "/dev/ttyUSB0", ["serial"]),
+        ("24aa", ["10.0.0.5"], "/dev/ttyACM0", ["mdns", "scan", "serial"])]
+
+
+def _port(device: str, vid: int | None, pid: int | None, serial_number: str | None = None) -> ListPortInfo:
+    info = ListPortInfo(device, skip_link_detection=True)
+    info.vid, info.pid, info.serial_number = vid, pid, serial_number
+    return info
+
+
+def test_serial_keeps_esp32_usb_ids_and_takes_the_id_from_native_usb() -> None:
+    ports = [_port("/dev/ttyUSB0", 0x10C4, 0xEA60, "0001"),  # CP210x: the bridge's serial, not the chip's
+             _port("/dev/ttyACM0", 0x303A, 0x1001, "F4:12:FA:01:02:03"),  # native USB: the MAC is the id
+             _port("/dev/ttyACM1", 0x2341, 0x0043, "7"),  # an Arduino: not ours
+             _port("/dev/ttyS0", None, None)]
+    found = serial_boards(ports, include_virtual=False)
+    assert [(b.port, b.id) for b in found] == [("/dev/ttyUSB0", ""), ("/dev/ttyACM0", "f412fa010203")]
+
+
+@pytest.mark.parametrize("subnet, says", [
+    ("10.1.2.0/24", "not loopback"),
+    ("192.168.1.0/33", "not an IPv4 subnet"),
+    ("nonsense", "CIDR form"),
+    ("127.0.0.0/8", "scan at most a /16"),
+])
+def test_bad_subnets_are_refused_before_any_probe(subnet: str, says: str, monkeypatch) -> None:
+    monkeypatch.setenv(discover.LOOPBACK_ONLY_ENV, "1")
+    monkeypatch.setattr(discover, "probe", lambda *a, **k: pytest.fail("probed"))
+    result = CliRunner().invoke(cli, ["list", "--transport", "wifi_tcp", "--subnet", subnet, "--timeout", "0.2"])
+    assert result.exit_code == 1
+    assert says in result.output and "error: " in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(30)
+def test_no_board_found_says_where_it_looked(monkeypatch) -> None:
+    monkeypatch.setenv(discover.LOOPBACK_ONLY_ENV, "1")
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    result = CliRunner().invoke(cli, ["list", "--subnet", "127.0.0.0/30", "--timeout", "0.5", "--json",
+                                      "--match", "no-such-board-*"])
+    assert result.exit_code == 1
+    assert result.stdout.strip() == "[]"
+    assert "no boards matching 'no-such-board-*' found by mDNS, a scan of 127.0.0.0/30" in result.stderr
+
+
+def test_bad_timeout_is_refused() -> None:
+    with pytest.raises(DiscoveryError, match="positive number of seconds"):
+        discover.discover("serial", None, 0)
