@@ -147,3 +147,69 @@ def test_no_board_found_says_where_it_looked(monkeypatch) -> None:
 def test_bad_timeout_is_refused() -> None:
     with pytest.raises(DiscoveryError, match="positive number of seconds"):
         discover.discover("serial", None, 0)
+
+
+# -- `--all` ---------------------------------------------------------------------------------
+
+def json_lines(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.timeout(150)
+def test_fast_all_pushes_every_board_then_nothing(fleet, monkeypatch) -> None:
+    boards, project, prefix = fleet
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    (project / "app" / "stamp.py").write_text(f"STAMP = {secrets.token_hex(8)!r}\n")  # new to every board
+    args = ["fast", "--all", "--match", f"{prefix}-*", "--subnet", LOOPBACK, "--timeout", "2", "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json_lines(result.stdout)
+    assert sorted(r["id"] for r in rows) == sorted(b.uid for b in boards)
+    for row in rows:
+        assert row["committed"] and row["sent"] >= 1 and row["app"] == "healthy" and row["error"] is None, row
+        assert row["transport"] == "wifi_tcp"
+    assert "3 of 3 boards ok" in result.stdout
+    again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert [r["sent"] for r in json_lines(again.stdout)] == [0, 0, 0]
+    assert "up to date" in again.stdout
+
+
+@pytest.mark.timeout(150)
+def test_a_board_cut_mid_push_is_reported_and_the_others_complete(fleet, monkeypatch) -> None:
+    from uota_core.cli.fleet import find_boards
+    from uota_core.fleet.push import push_all, target_of
+
+    boards, project, prefix = fleet
+    victim = boards[1]
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    for n in range(4):  # something to send, in several chunks
+        (project / "app" / f"blob{n}.py").write_text(f"# {n}\n" + "x = 1\n" * 2000)
+    targets = [target_of(b, None) for b in find_boards("wifi_tcp", LOOPBACK, 2, f"{prefix}-*")]
+    assert sorted(t.board.id for t in targets) == sorted(b.uid for b in boards)
+
+    def cut(target, path: str, n: int) -> None:
+        if target.board.id == victim.uid and victim.running:
+            victim.power_cut()  # after its first chunk went out, before the commit
+
+    try:
+        done = {d.target.board.id: d for d in push_all(load_config(project), targets, "fast", jobs=3, on_chunk=cut)}
+        cut_one = done.pop(victim.uid)
+        assert cut_one.exit_code == 1 and cut_one.error and cut_one.result is None, cut_one
+        assert cut_one.as_json()["committed"] is False
+        for d in done.values():
+            assert d.exit_code == 0 and d.result.committed and d.health.app == "healthy", d
+            assert {f"app/blob{n}.py" for n in range(4)} <= set(d.result.sent)
+    finally:
+        if not victim.running:
+            victim.power_on()
+            wait_reachable(victim.host, 2018)
+        for n in range(4):
+            (project / "app" / f"blob{n}.py").unlink()
+
+
+def test_all_refuses_host_and_port(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(make_project(tmp_path / "p"))
+    result = CliRunner().invoke(cli, ["fast", "--all", "--host", "127.0.0.5"])
+    assert result.exit_code == 1 and "--all pushes to every board found: drop --host/--port" in result.output
