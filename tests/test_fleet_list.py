@@ -77,21 +77,35 @@ def test_each_way_finds_the_three_boards(fleet) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_list_merges_the_ways_into_one_row_per_board(fleet) -> None:
-    boards, _, prefix = fleet
-    result = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "2", "--json",
+def test_list_merges_the_ways_into_one_row_per_board(fleet, monkeypatch) -> None:
+    boards, project, prefix = fleet
+    monkeypatch.chdir(project)  # --health authenticates with the project's password
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    result = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "2", "--json", "--health",
                                       "--match", f"{prefix}-*"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(r["id"] for r in rows) == sorted(b.uid for b in boards)
     for row in rows:
         board = next(b for b in boards if b.uid == row["id"])
-        assert sorted(row["found_by"]) == ["mdns", "scan", "serial"]
+        assert row["found_by"] == ["mdns", "scan", "serial"]
+        assert row["health"] in ("no app", "healthy", "starting"), row  # the board answered: auth worked
         assert (row["addresses"], row["port"], row["auth"], row["signed"]) == ([board.host], board.serial_port,
                                                                                True, True)
     table = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "1", "--match", f"{prefix}-1"])
     assert table.exit_code == 0, table.output
     assert f"{prefix}-1" in table.output and f"{prefix}-2" not in table.output
+
+
+def test_health_words() -> None:
+    from uota_core.fleet.health import describe
+
+    assert describe({"app": "running", "healthy": True, "release": 3, "last": None}) == "healthy"
+    assert describe({"app": "crashed-kept", "healthy": False, "release": 3}) == "crashed"
+    assert describe({"app": "running", "healthy": True, "release": 2,
+                     "last": {"release": 3, "restored": "1.0", "trace": "..."}}) == "rolled back to 1.0"
+    assert describe({"app": "none", "healthy": True, "release": 0, "last": None}) == "no app"
+    assert describe("nonsense") == "?"
 
 
 def test_merge_joins_an_idless_row_by_address() -> None:

@@ -53,9 +53,13 @@ def _yes_no(value: bool | None) -> str:
 @click.option("--transport", type=click.Choice(["wifi_tcp", "serial", "all"]), default="all", show_default=True,
               help="How to look: wifi_tcp (mDNS + subnet probe), serial (USB ports, running virtual boards), or all.")
 @discovery_options
+@click.option("--health", is_flag=True,
+              help="Also ask each board found over WiFi how its app fares (RemoteIO `uota_health`, "
+                   "authenticated with this project's password).")
 @click.option("--json", "as_json", is_flag=True, help="Print the boards as one JSON list on stdout.")
 @reports_errors
-def list_boards(transport: str, subnet: str | None, timeout: float, match: str | None, as_json: bool) -> None:
+def list_boards(transport: str, subnet: str | None, timeout: float, match: str | None, health: bool,
+                as_json: bool) -> None:
     """Find boards: by mDNS (_uota._tcp), by asking every address of a subnet for the OTA
     `hello` (never authenticating), and by USB serial port (ESP32 USB ids). One row per board,
     merged by device id.
@@ -70,6 +74,10 @@ def list_boards(transport: str, subnet: str | None, timeout: float, match: str |
         if as_json:
             emit_json([])
         raise
+    if health:
+        from uota_core.fleet.health import add_health
+
+        add_health(project_config(flags_suffice=True), boards, timeout)
     if as_json:
         emit_json([b.as_json() for b in boards])
         return
@@ -77,13 +85,15 @@ def list_boards(transport: str, subnet: str | None, timeout: float, match: str |
     from rich.table import Table
 
     table = Table(title=f"{len(boards)} board{'s' if len(boards) != 1 else ''}")
-    for column in ("name", "id", "address", "serial port", "version", "release", "auth", "signed", "found by"):
+    columns = ["name", "id", "address", "serial port", "version", "release", "auth", "signed", "found by"]
+    for column in columns + (["health"] if health else []):
         table.add_column(column)
     for b in boards:
         name = b.name + (" (virtual)" if b.virtual else "")
-        table.add_row(name, b.id or "?", ", ".join(b.addresses) or "-", b.port or "-",
-                      "?" if b.version is None else (b.version or '""'), "?" if b.release is None else str(b.release),
-                      _yes_no(b.auth), _yes_no(b.signed), ", ".join(b.found_by))
+        row = [name, b.id or "?", ", ".join(b.addresses) or "-", b.port or "-",
+               "?" if b.version is None else (b.version or '""'), "?" if b.release is None else str(b.release),
+               _yes_no(b.auth), _yes_no(b.signed), ", ".join(b.found_by)]
+        table.add_row(*row, *([b.health or "?"] if health else []))
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 

@@ -48,6 +48,7 @@ class Board:
     signed: bool | None = None
     firmware: str = ""
     virtual: bool = False
+    health: str | None = None  # only `list --health` asks (it authenticates)
     found_by: list[str] = field(default_factory=list)  # "mdns", "scan", "serial"
 
     @property
