@@ -174,8 +174,9 @@ def scan(subnet: ipaddress.IPv4Network, timeout: float = 3.0, jobs: int = PROBE_
 
 # -- mDNS ------------------------------------------------------------------------------------
 
-def browse_mdns(timeout: float = 3.0) -> list[Board]:
-    """Boards announcing `_uota._tcp` within `timeout`, each probed for its hello details."""
+def browse_mdns(timeout: float = 3.0, hello: bool = True) -> list[Board]:
+    """Boards announcing `_uota._tcp` within `timeout`; with `hello`, each probed for what
+    it runs (an mDNS answer only names a board)."""
     from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
 
     from uota_core.mdns import interfaces
@@ -190,35 +191,42 @@ def browse_mdns(timeout: float = 3.0) -> list[Board]:
                     names.append(name)
 
     zc = Zeroconf(interfaces=interfaces(), ip_version=IPVersion.V4Only)
-    boards = []
     try:
         browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[on_change])
         time.sleep(timeout)  # the browse window: answers come as they come, none says it was the last
         browser.cancel()
         with lock:
             found = list(names)
-        for name in found:
+
+        def resolve(name: str) -> Board | None:
             info = zc.get_service_info(SERVICE_TYPE, name, timeout=1000)
             if info is None:
-                continue
+                return None
             props = {k.decode(): (v or b"").decode(errors="replace") for k, v in info.properties.items()}
-            boards.append(Board(id=props.get("id", ""), name=name[: -len(SERVICE_TYPE) - 1],
-                                addresses=info.parsed_addresses(IPVersion.V4Only),
-                                virtual=props.get("board") == "virtual", found_by=["mdns"]))
+            return Board(id=props.get("id", ""), name=name[: -len(SERVICE_TYPE) - 1],
+                         addresses=info.parsed_addresses(IPVersion.V4Only), virtual=props.get("board") == "virtual",
+                         found_by=["mdns"])
+
+        with ThreadPoolExecutor(max_workers=PROBE_JOBS) as pool:
+            boards = [b for b in pool.map(resolve, found) if b is not None]
     finally:
         zc.close()
-    return [_with_hello(b, timeout) for b in boards]
+    return add_hello(boards, timeout) if hello else boards
 
 
-def _with_hello(board: Board, timeout: float) -> Board:
-    """An mDNS answer only names the board: its hello says what it runs."""
-    for addr in board.addresses:
-        details = probe(addr, timeout)
-        if details is not None:
-            details.found_by = []
-            board.merge(details)
-            break
-    return board
+def add_hello(boards: list[Board], timeout: float) -> list[Board]:
+    """`boards` with what their hello says, probed at once."""
+    def one(board: Board) -> Board:
+        for addr in board.addresses:
+            details = probe(addr, timeout)
+            if details is not None:
+                details.found_by = []
+                board.merge(details)
+                break
+        return board
+
+    with ThreadPoolExecutor(max_workers=PROBE_JOBS) as pool:
+        return list(pool.map(one, boards))
 
 
 # -- serial ----------------------------------------------------------------------------------
@@ -282,9 +290,14 @@ def discover(transport: str = "all", subnet: str | None = None, timeout: float =
         raise DiscoveryError(f"--timeout {timeout:g}: give a positive number of seconds, e.g. 3")
     methods = TRANSPORTS[transport]
     net = parse_subnet(subnet) if "scan" in methods else None  # bad input fails before any wait
-    work = {"mdns": lambda: browse_mdns(timeout), "serial": serial_boards}
+    # mDNS answers that the scan covers get their hello from the scan: one probe per board
+    work = {"mdns": lambda: browse_mdns(timeout, hello=net is None), "serial": serial_boards}
     if net is not None:
         work["scan"] = lambda: scan(net, timeout)
     with ThreadPoolExecutor(max_workers=len(methods)) as pool:
-        jobs = [pool.submit(work[m]) for m in methods]
-        return merge(b for job in jobs for b in job.result())
+        results = {m: pool.submit(work[m]) for m in methods}
+        found = {m: job.result() for m, job in results.items()}
+    if net is not None and "mdns" in found:
+        outside = [b for b in found["mdns"] if not any(ipaddress.IPv4Address(a) in net for a in b.addresses)]
+        add_hello(outside, timeout)
+    return merge(b for boards in found.values() for b in boards)
