@@ -223,6 +223,24 @@ def test_a_board_cut_mid_push_is_reported_and_the_others_complete(fleet, monkeyp
             (project / "app" / f"blob{n}.py").unlink()
 
 
+@pytest.mark.timeout(120)
+def test_fast_all_over_serial_finds_the_ports_and_pushes_through_them(fleet, monkeypatch) -> None:
+    boards, project, prefix = fleet
+    monkeypatch.chdir(project)
+    (project / "app" / "stamp.py").write_text(f"STAMP = {secrets.token_hex(8)!r}\n")
+    result = CliRunner().invoke(cli, ["fast", "--all", "--transport", "serial", "--match", f"{prefix}-*", "--json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json_lines(result.stdout)}
+    assert set(rows) == {b.uid for b in boards}
+    for board in boards:
+        row = rows[board.uid]
+        assert (row["transport"], row["where"]) == ("serial", board.serial_port)
+        assert row["committed"] and row["sent"] >= 1 and row["app"] == "healthy", row
+    for board in boards:  # the next test's push must not race the new app's imports
+        wait_reachable(board.host, 2018)
+
+
 def test_all_refuses_host_and_port(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(make_project(tmp_path / "p"))
     result = CliRunner().invoke(cli, ["fast", "--all", "--host", "127.0.0.5"])
