@@ -108,6 +108,30 @@ def test_health_words() -> None:
     assert describe("nonsense") == "?"
 
 
+def test_hello_replies_strangers_could_send() -> None:
+    from uota_core.fleet.discover import board_from_hello
+
+    good = board_from_hello(b'hello {"proto":5,"id":"24ab","auth":true,"signed":false,"version":"1.2","release":7}',
+                            "10.0.0.9")
+    assert good is not None and (good.id, good.version, good.release, good.auth, good.signed) == ("24ab", "1.2", 7,
+                                                                                               True, False)
+    legacy = board_from_hello(b"error: unknown command hello", "10.0.0.9")
+    assert legacy is not None and (legacy.id, legacy.addresses, legacy.version) == ("", ["10.0.0.9"], None)
+    for junk in (b"SSH-2.0-OpenSSH_9.6", b'hello {"release": "seven"}', b"hello [1, 2]", b"hello {", b""):
+        assert board_from_hello(junk, "10.0.0.9") is None, junk
+
+
+@pytest.mark.timeout(20)
+def test_probe_of_a_silent_listener_ends_at_its_timeout() -> None:
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts (the kernel does) and never answers
+        started = time.monotonic()
+        assert discover.probe("127.0.0.1", timeout=1.0, port=server.getsockname()[1]) is None
+        assert time.monotonic() - started < 5
+
+
 def test_merge_joins_an_idless_row_by_address() -> None:
     rows = merge([Board(id="24aa", name="a", addresses=["10.0.0.5"], found_by=["mdns"]),
                   Board(addresses=["10.0.0.5"], found_by=["scan"]),

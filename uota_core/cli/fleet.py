@@ -17,13 +17,14 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 3.0
 
 
-def discovery_options(fn: F) -> F:
+def discovery_options(fn: F, only: str = "") -> F:
     fn = click.option("--match", "match", metavar="GLOB",
-                      help="Only boards whose name, id or address matches this pattern, e.g. 'kitchen-*'.")(fn)
+                      help=f"Only boards whose name, id, address or serial port matches this pattern, "
+                           f"e.g. 'kitchen-*'{only}.")(fn)
     fn = click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
-                      help="Seconds to listen for mDNS answers and wait for each board's hello.")(fn)
+                      help=f"Seconds to listen for mDNS answers and wait for each board's hello{only}.")(fn)
     fn = click.option("--subnet", metavar="CIDR",
-                      help="Subnet whose OTA port (2018) to probe, at most a /16 (default: this host's /24).")(fn)
+                      help=f"Subnet whose OTA port (2018) to probe, at most a /16 (default: this host's /24){only}.")(fn)
     return fn
 
 
@@ -37,8 +38,11 @@ def find_boards(transport: str, subnet: str | None, timeout: float, match: str |
     if match:
         boards = [b for b in boards if any(fnmatchcase(v, match) for v in (b.name, b.id, *b.addresses, b.port) if v)]
     if not boards:
-        ways = {"wifi_tcp": f"mDNS and a scan of {parse_subnet(subnet)}", "serial": "USB serial ports",
-                "all": f"mDNS, a scan of {parse_subnet(subnet)} and USB serial ports"}[transport]
+        if transport == "serial":
+            ways = "USB serial ports"
+        else:
+            ways = f"mDNS{',' if transport == 'all' else ' and'} a scan of {parse_subnet(subnet)}" + (
+                " and USB serial ports" if transport == "all" else "")
         which = f" matching {match!r}" if match else ""
         raise DiscoveryError(f"no boards{which} found by {ways} within {timeout:g}s: check that they are on and "
                              "running the uota stack (`uota bootstrap`), or give --subnet / a longer --timeout")
@@ -99,9 +103,9 @@ def list_boards(transport: str, subnet: str | None, timeout: float, match: str |
 
 def all_options(fn: F) -> F:
     """--all and the options that only it takes."""
-    fn = discovery_options(fn)
+    fn = discovery_options(fn, " (with --all)")
     fn = click.option("--jobs", type=click.IntRange(min=1), default=8, show_default=True,
-                      help="With --all: boards pushed at once.")(fn)
+                      help="Boards pushed at once (with --all).")(fn)
     fn = click.option("--all", "all_boards", is_flag=True,
                       help="Push to every board `uota list` finds (with --transport: found that way), several at "
                            "once; they share this project's password and signing key.")(fn)

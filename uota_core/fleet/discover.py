@@ -26,6 +26,7 @@ TRANSPORTS = {"wifi_tcp": ("mdns", "scan"), "serial": ("serial",), "all": ("mdns
 MIN_PREFIX = 16  # a /16 is 65,534 probes: anything larger is a typo, not a LAN
 PROBE_JOBS = 64  # connections in flight at once during a scan
 CONNECT_TIMEOUT = 0.5  # a host on the LAN accepts in milliseconds; silence means no one is there
+HELLO_MIN = 0.5  # a board connected late in a scan still gets this long to answer
 # tests and CI set this: a scan outside 127.0.0.0/8 is refused before any packet is sent
 LOOPBACK_ONLY_ENV = "UOTA_SCAN_LOOPBACK_ONLY"
 
@@ -116,13 +117,16 @@ def default_subnet() -> ipaddress.IPv4Network:
 
 # -- the hello probe -------------------------------------------------------------------------
 
-def probe(addr: str, timeout: float = 3.0, port: int = OTA_PORT) -> Board | None:
-    """The board at `addr` as its `hello` reply describes it, or None: no uota board there."""
-    deadline = time.monotonic() + timeout
+def probe(addr: str, timeout: float = 3.0, port: int = OTA_PORT, until: float | None = None) -> Board | None:
+    """The board at `addr` as its `hello` reply describes it, or None: no uota board there.
+    The reply may take `timeout`, or until the monotonic time `until` (a scan's own end),
+    but never less than HELLO_MIN after the connection is made."""
+    deadline = time.monotonic() + timeout if until is None else until
     try:
         sock = socket.create_connection((addr, port), timeout=min(CONNECT_TIMEOUT, timeout))
     except OSError:
         return None
+    deadline = max(deadline, time.monotonic() + HELLO_MIN)
     try:
         sock.sendall(b"hello\n")
         line = _read_line(sock, deadline)
@@ -160,15 +164,19 @@ def board_from_hello(line: bytes, addr: str) -> Board | None:
         return None
     if not isinstance(data, dict):
         return None
-    return Board(id=str(data.get("id", "")), addresses=[addr], version=str(data.get("version", "")),
-                 release=int(data.get("release", 0)), auth=bool(data.get("auth")), signed=bool(data.get("signed")),
-                 firmware=str(data.get("firmware", "")), found_by=["scan"])
+    try:  # whatever answers on 2018 may send anything: a row only from a well-formed hello
+        return Board(id=str(data.get("id", ""))[:64], addresses=[addr], version=str(data.get("version", ""))[:64],
+                     release=int(data.get("release", 0)), auth=bool(data.get("auth")),
+                     signed=bool(data.get("signed")), firmware=str(data.get("firmware", ""))[:32], found_by=["scan"])
+    except (TypeError, ValueError):
+        return None
 
 
 def scan(subnet: ipaddress.IPv4Network, timeout: float = 3.0, jobs: int = PROBE_JOBS) -> list[Board]:
     """Every uota board answering on the OTA port in `subnet`, at most `jobs` probes at once."""
+    until = time.monotonic() + timeout  # the scan's end, whichever round a probe runs in
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="uota-scan") as pool:
-        found = pool.map(lambda a: probe(str(a), timeout), subnet.hosts())
+        found = pool.map(lambda a: probe(str(a), timeout, until=until), subnet.hosts())
         return [b for b in found if b is not None]
 
 
