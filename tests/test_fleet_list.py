@@ -265,6 +265,45 @@ def test_fast_all_over_serial_finds_the_ports_and_pushes_through_them(fleet, mon
         wait_reachable(board.host, 2018)
 
 
+@pytest.mark.timeout(120)
+def test_fast_all_reports_a_board_that_is_off_and_exits_1(fleet, monkeypatch) -> None:
+    boards, project, prefix = fleet
+    off = boards[2]
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    (project / "app" / "stamp.py").write_text(f"STAMP = {secrets.token_hex(8)!r}\n")
+    off.power_cut()  # still announced over mDNS (as a board that just lost power is, until its TTL)
+    try:
+        result = CliRunner().invoke(cli, ["fast", "--all", "--transport", "wifi_tcp", "--match", f"{prefix}-*",
+                                          "--subnet", LOOPBACK, "--timeout", "2", "--json"], catch_exceptions=False)
+    finally:
+        off.power_on()
+        wait_reachable(off.host, 2018)
+    assert result.exit_code == 1, result.output
+    rows = {r["id"]: r for r in json_lines(result.stdout)}
+    assert set(rows) == {b.uid for b in boards}
+    assert not rows[off.uid]["committed"] and f"cannot reach {off.host}:2018" in rows[off.uid]["error"]
+    assert f"FAILED {off.hostname.removesuffix('.local')} ({off.host}): cannot reach" in result.stdout
+    assert f"2 of 3 boards ok; failed: {off.hostname.removesuffix('.local')}" in result.stdout
+    for board in boards[:2]:
+        assert rows[board.uid]["committed"] and rows[board.uid]["app"] == "healthy", rows[board.uid]
+
+
+def test_a_stopped_supervisor_leaves_no_serial_row(tmp_path: Path) -> None:
+    from uota_core.sim import registry
+
+    state = tmp_path / "gone"
+    state.mkdir()
+    (state / "lock").write_text("")  # nobody holds it: the supervisor was killed
+    pty = tmp_path / "pty"
+    pty.write_text("")  # its port still there: only the lock tells
+    entry = registry.register("24dead000001", "gone", str(pty), "127.0.0.250", state)
+    try:
+        assert all(b["uid"] != "24dead000001" for b in registry.running_boards())
+    finally:
+        registry.unregister(entry)
+
+
 def test_all_refuses_host_and_port(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(make_project(tmp_path / "p"))
     result = CliRunner().invoke(cli, ["fast", "--all", "--host", "127.0.0.5"])
