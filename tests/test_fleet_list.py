@@ -81,7 +81,7 @@ def test_list_merges_the_ways_into_one_row_per_board(fleet, monkeypatch) -> None
     boards, project, prefix = fleet
     monkeypatch.chdir(project)  # --health authenticates with the project's password
     monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
-    result = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "2", "--json", "--health",
+    result = CliRunner().invoke(cli, ["list", "--subnet", LOOPBACK, "--timeout", "3", "--json", "--health",
                                       "--match", f"{prefix}-*"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout.strip().splitlines()[-1])
@@ -287,6 +287,24 @@ def test_fast_all_reports_a_board_that_is_off_and_exits_1(fleet, monkeypatch) ->
     assert f"2 of 3 boards ok; failed: {off.hostname.removesuffix('.local')}" in result.stdout
     for board in boards[:2]:
         assert rows[board.uid]["committed"] and rows[board.uid]["app"] == "healthy", rows[board.uid]
+
+
+@pytest.mark.timeout(90)
+def test_fast_all_with_a_file_that_does_not_compile_sends_nothing_and_exits_2(fleet, monkeypatch) -> None:
+    boards, project, prefix = fleet
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("UOTA_MDNS_INTERFACES", "127.0.0.1")
+    broken = project / "app" / "broken.py"
+    broken.write_text("def f(:\n")
+    try:
+        result = CliRunner().invoke(cli, ["fast", "--all", "--transport", "wifi_tcp", "--match", f"{prefix}-*",
+                                          "--subnet", LOOPBACK, "--timeout", "2", "--json"], catch_exceptions=False)
+    finally:
+        broken.unlink()
+    assert result.exit_code == 2, result.output
+    rows = json_lines(result.stdout)
+    assert sorted(r["id"] for r in rows) == sorted(b.uid for b in boards)
+    assert all(not r["committed"] and "app/broken.py:1" in r["error"] for r in rows), rows
 
 
 def test_a_stopped_supervisor_leaves_no_serial_row(tmp_path: Path) -> None:

@@ -52,12 +52,13 @@ class BoardPush:
     result: PushResult | None = None
     health: AppHealth | None = None
     error: str = ""
+    error_code: int = FAILED  # the error's own exit status (2: a file that doesn't compile)
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
         if self.error:
-            return FAILED
+            return self.error_code
         return self.health.exit_code if self.health is not None else 0
 
     @property
@@ -118,5 +119,6 @@ def _push_one(cfg: Config, target: Target, mode: str, prepared: Prepared, versio
                 query.close()
     except (UotaError, OSError) as e:  # this board only: the others go on
         done.error = str(e)
+        done.error_code = int(getattr(e, "exit_code", FAILED))
     done.seconds = time.monotonic() - started
     return done
