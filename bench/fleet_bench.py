@@ -6,6 +6,8 @@
   one board (target: 8 boards <= 2.5x one board on 2 cores). The command's time includes
   its discovery (--timeout); the push phase alone (`fleet.push.push_all`, in-process, the
   same changes) is measured too.
+- the CPU seconds of the push phase: this process (push threads and the boards'
+  supervisors) per fleet size, and one board's VM for its push
 - `uota list --transport wifi_tcp` with the 8 boards up: wall time against --timeout 1 and 3
   (mDNS listens the whole window; the subnet probe runs meanwhile), and whether it found all 8.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import statistics
 import subprocess
@@ -84,7 +87,26 @@ def bench_cli_all(boards: list[VirtualBoard], project: Path, prefix: str, runs: 
     return out
 
 
-def bench_push_phase(boards: list[VirtualBoard], project: Path, runs: int) -> dict[int, list[float]]:
+def host_cpu() -> float:
+    """CPU seconds of this process: the push threads and the boards' supervisors."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def vm_cpu(board: VirtualBoard) -> float:
+    """CPU seconds the board's running VM has used (0 if it is gone)."""
+    vm = board._vm  # a benchmark may look inside: the supervisor keeps no public pid
+    try:
+        fields = Path(f"/proc/{vm.pid}/stat").read_text().rsplit(")", 1)[1].split() if vm else []
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
+def bench_push_phase(boards: list[VirtualBoard], project: Path, runs: int,
+                     cpu: dict[str, list[float]]) -> dict[int, list[float]]:
+    """Wall time of push_all per fleet size; `cpu` gets the host's CPU seconds per size and
+    the one board's VM CPU seconds (its push ends at the commit, before the VM resets)."""
     from uota_core.fleet.discover import Board
     from uota_core.fleet.push import Target, push_all
 
@@ -96,9 +118,12 @@ def bench_push_phase(boards: list[VirtualBoard], project: Path, runs: int) -> di
             targets = [Target(Board(id=b.uid, name=b.name, addresses=[b.host]), "wifi_tcp", b.host, None)
                        for b in boards[:n]]
             marks = [b.console_mark() for b in boards[:n]]
-            t0 = time.perf_counter()
+            c0, v0, t0 = host_cpu(), vm_cpu(boards[0]), time.perf_counter()
             done = push_all(cfg, targets, "fast", jobs=8, wait=False)
             out[n].append(time.perf_counter() - t0)
+            cpu.setdefault(f"host {n}", []).append(host_cpu() - c0)
+            if n == 1:
+                cpu.setdefault("vm 1", []).append(vm_cpu(boards[0]) - v0)
             bad = [d.error for d in done if d.exit_code or not d.result or not d.result.committed]
             if bad:
                 raise SystemExit(f"push_all to {n} boards failed: {bad}")
@@ -116,6 +141,8 @@ def bench_list(boards: list[VirtualBoard], project: Path, prefix: str, runs: int
                                "--json", "--match", f"{prefix}-*"], project)
             found = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else []
             out[timeout].append((secs, len({r["id"] for r in found} & ids)))
+            if out[timeout][-1][1] < len(ids) or proc.stderr.strip():
+                print(f"  list --timeout {timeout:g} (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return out
 
 
@@ -150,13 +177,16 @@ def main() -> None:
             settle(boards, [0] * len(boards))
 
             cli = bench_cli_all(boards, project, prefix, args.runs, args.timeout)
-            phase = bench_push_phase(boards, project, args.runs)
+            cpu: dict[str, list[float]] = {}
+            phase = bench_push_phase(boards, project, args.runs, cpu)
             one_cli, one_phase = statistics.median(cli[1]), statistics.median(phase[1])
             for n in SIZES:
                 c, p = statistics.median(cli[n]), statistics.median(phase[n])
                 print(f"fast --all, {n} board{'s' if n > 1 else ' '}: command {c:.2f} s (min {min(cli[n]):.2f}, "
                       f"x{c / one_cli:.2f} one board); push phase {p:.2f} s (min {min(phase[n]):.2f}, "
                       f"x{p / one_phase:.2f} one board)  [--timeout {args.timeout:g}, {args.runs} runs]")
+            print("push phase CPU seconds (median): " + ", ".join(
+                f"{k} board{'s' if not k.endswith(' 1') else ''} {statistics.median(v):.2f}" for k, v in cpu.items()))
             for timeout, results in bench_list(boards, project, prefix, args.runs).items():
                 secs = [s for s, _ in results]
                 print(f"list --timeout {timeout:g}, 8 boards up: median {statistics.median(secs):.2f} s "

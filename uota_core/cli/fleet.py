@@ -34,7 +34,10 @@ def find_boards(transport: str, subnet: str | None, timeout: float, match: str |
 
     from uota_core.fleet.discover import DiscoveryError, discover, parse_subnet
 
-    boards = discover(transport, subnet, timeout)
+    problems: list[str] = []
+    boards = discover(transport, subnet, timeout, problems)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
     if match:
         boards = [b for b in boards if any(fnmatchcase(v, match) for v in (b.name, b.id, *b.addresses, b.port) if v)]
     if not boards:

@@ -23,9 +23,11 @@ from uota_core.errors import UotaError
 OTA_PORT = 2018
 SERVICE_TYPE = "_uota._tcp.local."
 TRANSPORTS = {"wifi_tcp": ("mdns", "scan"), "serial": ("serial",), "all": ("mdns", "scan", "serial")}
+WAY_NAMES = {"mdns": "mDNS", "scan": "the subnet probe", "serial": "the serial port list"}
 MIN_PREFIX = 16  # a /16 is 65,534 probes: anything larger is a typo, not a LAN
 PROBE_JOBS = 64  # connections in flight at once during a scan
 CONNECT_TIMEOUT = 0.5  # a host on the LAN accepts in milliseconds; silence means no one is there
+RESOLVE_MS = 1000  # to resolve a name the browse found (its records are usually cached by then)
 HELLO_MIN = 0.5  # a board connected late in a scan still gets this long to answer
 # tests and CI set this: a scan outside 127.0.0.0/8 is refused before any packet is sent
 LOOPBACK_ONLY_ENV = "UOTA_SCAN_LOOPBACK_ONLY"
@@ -185,7 +187,7 @@ def scan(subnet: ipaddress.IPv4Network, timeout: float = 3.0, jobs: int = PROBE_
 def browse_mdns(timeout: float = 3.0, hello: bool = True) -> list[Board]:
     """Boards announcing `_uota._tcp` within `timeout`; with `hello`, each probed for what
     it runs (an mDNS answer only names a board)."""
-    from zeroconf import IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
+    from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
     from uota_core.mdns import interfaces
 
@@ -207,8 +209,11 @@ def browse_mdns(timeout: float = 3.0, hello: bool = True) -> list[Board]:
             found = list(names)
 
         def resolve(name: str) -> Board | None:
-            info = zc.get_service_info(SERVICE_TYPE, name, timeout=1000)
-            if info is None:
+            info = ServiceInfo(SERVICE_TYPE, name)
+            try:  # the browse answers usually carry the records already: ask only if they didn't
+                if not info.load_from_cache(zc) and not info.request(zc, RESOLVE_MS):
+                    return None
+            except Exception:  # zeroconf's EventLoopBlocked on a starved machine: this name only
                 return None
             props = {k.decode(): (v or b"").decode(errors="replace") for k, v in info.properties.items()}
             return Board(id=props.get("id", ""), name=name[: -len(SERVICE_TYPE) - 1],
@@ -290,8 +295,11 @@ def merge(found: Iterable[Board]) -> list[Board]:
     return sorted(rows.values(), key=lambda b: (b.label, b.key))
 
 
-def discover(transport: str = "all", subnet: str | None = None, timeout: float = 3.0) -> list[Board]:
-    """Every board found by the ways `transport` allows, at once, merged: takes about `timeout`."""
+def discover(transport: str = "all", subnet: str | None = None, timeout: float = 3.0,
+             problems: list[str] | None = None) -> list[Board]:
+    """Every board found by the ways `transport` allows, at once, merged: takes about `timeout`.
+    A way that fails (mDNS with no usable interface, ...) leaves the others' boards, and
+    says why in `problems`."""
     if transport not in TRANSPORTS:
         raise DiscoveryError(f"transport {transport!r} can't be listed: use wifi_tcp, serial or all")
     if timeout <= 0:
@@ -302,9 +310,15 @@ def discover(transport: str = "all", subnet: str | None = None, timeout: float =
     work = {"mdns": lambda: browse_mdns(timeout, hello=net is None), "serial": serial_boards}
     if net is not None:
         work["scan"] = lambda: scan(net, timeout)
+    found: dict[str, list[Board]] = {}
     with ThreadPoolExecutor(max_workers=len(methods)) as pool:
         results = {m: pool.submit(work[m]) for m in methods}
-        found = {m: job.result() for m, job in results.items()}
+        for method, job in results.items():
+            try:
+                found[method] = job.result()
+            except Exception as e:  # one way failing must not hide what the others found
+                if problems is not None:
+                    problems.append(f"{WAY_NAMES[method]} failed: {e or type(e).__name__}")
     if net is not None and "mdns" in found:
         outside = [b for b in found["mdns"] if not any(ipaddress.IPv4Address(a) in net for a in b.addresses)]
         add_hello(outside, timeout)
