@@ -182,6 +182,22 @@ def test_no_board_found_says_where_it_looked(monkeypatch) -> None:
     assert "no boards matching 'no-such-board-*' found by mDNS, a scan of 127.0.0.0/30" in result.stderr
 
 
+def test_a_way_that_fails_is_a_warning_not_the_end(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no port list here")
+
+    monkeypatch.setattr(discover, "serial_boards", broken)
+    problems: list[str] = []
+    assert discover.discover("serial", None, 1.0, problems) == []
+    assert problems == ["the serial port list failed: no port list here"]
+    result = CliRunner().invoke(cli, ["list", "--transport", "serial"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["warning: the serial port list failed: no port list here",
+                                          "error: no boards found on USB serial ports (ESP32 USB ids) or running as "
+                                          "virtual boards: plug the board in and check the cable, or look over WiFi "
+                                          "with --transport wifi_tcp"]
+
+
 def test_bad_timeout_is_refused() -> None:
     with pytest.raises(DiscoveryError, match="positive number of seconds"):
         discover.discover("serial", None, 0)

@@ -41,12 +41,13 @@ def find_boards(transport: str, subnet: str | None, timeout: float, match: str |
     if match:
         boards = [b for b in boards if any(fnmatchcase(v, match) for v in (b.name, b.id, *b.addresses, b.port) if v)]
     if not boards:
-        if transport == "serial":
-            ways = "USB serial ports"
-        else:
-            ways = f"mDNS{',' if transport == 'all' else ' and'} a scan of {parse_subnet(subnet)}" + (
-                " and USB serial ports" if transport == "all" else "")
         which = f" matching {match!r}" if match else ""
+        if transport == "serial":
+            raise DiscoveryError(f"no boards{which} found on USB serial ports (ESP32 USB ids) or running as virtual "
+                                 "boards: plug the board in and check the cable, or look over WiFi with "
+                                 "--transport wifi_tcp")
+        ways = f"mDNS{',' if transport == 'all' else ' and'} a scan of {parse_subnet(subnet)}" + (
+            " and USB serial ports" if transport == "all" else "")
         raise DiscoveryError(f"no boards{which} found by {ways} within {timeout:g}s: check that they are on and "
                              "running the uota stack (`uota bootstrap`), or give --subnet / a longer --timeout")
     return boards
