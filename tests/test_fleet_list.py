@@ -171,6 +171,12 @@ def test_bad_subnets_are_refused_before_any_probe(subnet: str, says: str, monkey
     assert says in result.output and "error: " in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_tests_scan_loopback_by_default() -> None:
+    import ipaddress
+
+    assert parse_subnet(None) == ipaddress.IPv4Network("127.0.0.0/24")  # tests/conftest.py sets the guard
+
+
 @pytest.mark.timeout(30)
 def test_no_board_found_says_where_it_looked(monkeypatch) -> None:
     monkeypatch.setenv(discover.LOOPBACK_ONLY_ENV, "1")
