@@ -41,6 +41,8 @@ def running_boards() -> list[dict[str, Any]]:
     boards = []
     for entry in sorted(REGISTRY_DIR.glob("*.json")) if REGISTRY_DIR.is_dir() else []:
         try:
+            if entry.stat().st_uid != os.getuid():
+                continue  # the directory is shared by the machine's users: only our own boards count
             data = json.loads(entry.read_text())
             alive = is_running(Path(data["state"])) and os.path.exists(data["serial"])
         except (OSError, ValueError, KeyError, TypeError):
