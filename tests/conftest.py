@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: F401
 
 from uota_core.sim import VirtualBoard
+
+# `uota list` and `--all` scan a subnet: in tests only ever a loopback one (a test that
+# forgot --subnet scans 127.0.0.0/24, one that names another subnet is refused)
+os.environ.setdefault("UOTA_SCAN_LOOPBACK_ONLY", "1")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -65,7 +66,15 @@ def _read_keys(cache: Path) -> dict[str, tuple[bytes, str]]:
         return {}  # missing or damaged: derive, as without a cache
 
 
+_write_lock = threading.Lock()  # `--all` derives the keys of several boards at once
+
+
 def _write_key(cache: Path, slot: str, key: bytes, tag: str) -> None:
+    with _write_lock:  # read-modify-write: one thread's slot must not erase another's
+        _write_keys(cache, slot, key, tag)
+
+
+def _write_keys(cache: Path, slot: str, key: bytes, tag: str) -> None:
     keys = {s: [k.hex(), t] for s, (k, t) in _read_keys(cache).items()}
     keys[slot] = [key.hex(), tag]
     try:

@@ -10,6 +10,7 @@ from uota_core.link import DEFAULT_TIMEOUT, HANDSHAKE_TRIES, Link, LinkError, Li
 from uota_core.session import Session
 
 if TYPE_CHECKING:  # loaded by open_remoteio: a push without the health wait never needs it
+    from uota_core.health import ConsoleQuery, RemoteIOQuery
     from uota_core.remoteio import RemoteIOClient
 
 
@@ -69,6 +70,17 @@ def open_remoteio(cfg: Config, transport: str | None = None, host: str | None = 
                                     cfg.key_cache)
     return RemoteIOClient(host or cfg["hostname"], port or cfg["remoteioPort"], timeout=timeout,
                           password=cfg.password, key_cache=cfg.key_cache)
+
+
+def app_query(cfg: Config, transport: str | None, host: str | None, port: int | str | None,
+              release: int) -> RemoteIOQuery | ConsoleQuery:
+    """How to ask the board how the app of `release` fares: RemoteIO over WiFi, the console
+    over serial (asking over the UART would stop the boot it asks about). Close it after."""
+    from uota_core.health import ConsoleQuery, RemoteIOQuery
+
+    if resolve_transport(cfg, transport, port) == "serial":
+        return ConsoleQuery(serial_port(cfg, port), int(cfg.get("serialBaud", 115200)), release)
+    return RemoteIOQuery(lambda: open_remoteio(cfg, "wifi_tcp", host, None, timeout=3.0))
 
 
 def open_session(cfg: Config, transport: str | None = None, host: str | None = None, port: int | str | None = None,

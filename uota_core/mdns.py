@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from uota_core.errors import UotaError
+
+if TYPE_CHECKING:
+    from zeroconf import InterfaceChoice
 
 _cache: dict[str, str] = {}
 
@@ -15,10 +19,12 @@ class ResolveError(UotaError):
     """A hostname could not be resolved."""
 
 
-def _interfaces() -> list[str] | None:
+def interfaces() -> list[str] | InterfaceChoice:
     # UOTA_MDNS_INTERFACES=127.0.0.1 keeps queries on loopback (tests, virtual boards)
+    from zeroconf import InterfaceChoice
+
     raw = os.environ.get("UOTA_MDNS_INTERFACES", "").strip()
-    return [x.strip() for x in raw.split(",") if x.strip()] or None
+    return [x.strip() for x in raw.split(",") if x.strip()] or InterfaceChoice.All
 
 
 def resolve(hostname: str, timeout: float = 3.0) -> str:
@@ -27,10 +33,9 @@ def resolve(hostname: str, timeout: float = 3.0) -> str:
         return hostname  # an IP or a DNS name: the socket layer resolves it
     if hostname in _cache:
         return _cache[hostname]
-    from zeroconf import AddressResolverIPv4, InterfaceChoice, IPVersion, Zeroconf
+    from zeroconf import AddressResolverIPv4, IPVersion, Zeroconf
 
-    interfaces = _interfaces()
-    zc = Zeroconf(interfaces=interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    zc = Zeroconf(interfaces=interfaces(), ip_version=IPVersion.V4Only)
     try:
         resolver = AddressResolverIPv4(hostname.rstrip(".") + ".")
         found = resolver.request(zc, int(timeout * 1000))

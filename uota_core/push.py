@@ -71,29 +71,42 @@ class PlanAhead:
     """A push's scan and compile check, on a thread of their own: started before the session
     opens (`uota fast` starts it first thing), they run while the host connects and the
     board says hello. They need the board's .mpy version, which only `hello` tells: the
-    plan is made for the current mpy-cross's (what a board of this MicroPython release
-    loads) and made again, once, for a board that loads another."""
+    plan is made for `board_mpy`, or the current mpy-cross's (what a board of this
+    MicroPython release loads), and made again, once per version, for a board that loads
+    another. A push to many boards (`--all`) shares one, from several threads: the project
+    is scanned once and compiled once per .mpy version."""
 
     def __init__(self, cfg: Config, mode: str, board_mpy: int | None = None) -> None:
         self.cfg, self.mode = cfg, mode
-        self.board_mpy = board_mpy  # None: guessed on the thread (the guess may cost a process)
+        self.scan: Scan | None = None
+        self._plans: dict[int, MpyPlan | UotaError] = {}  # by the .mpy version written
+        self._lock = threading.Lock()
         self._done = threading.Event()
-        self._got: tuple[Scan, MpyPlan] | None = None
         self._error: Exception | None = None
         # not a daemon: a command that fails to connect exits once the compile is done,
         # so no mpy-cross temporary folder or half-written cache file is left behind
-        threading.Thread(target=self._run, name="uota-plan").start()
+        threading.Thread(target=self._run, args=(board_mpy,), name="uota-plan").start()
 
-    def _run(self) -> None:
+    def _run(self, board_mpy: int | None) -> None:
         try:
-            if self.board_mpy is None:
-                self.board_mpy = mpy_cross_version()
-            scan = scan_project(self.cfg, self.mode)
-            self._got = scan, plan_push(self.cfg.root, scan.files, self.cfg.get("mpyFiles", []), self.board_mpy)
+            self.scan = scan_project(self.cfg, self.mode)
+            self._plan(mpy_cross_version() if board_mpy is None else board_mpy)
         except Exception as e:  # noqa: BLE001  (raised again in the thread that asks)
             self._error = e
         finally:
             self._done.set()
+
+    def _plan(self, board_mpy: int) -> MpyPlan | UotaError:
+        assert self.scan is not None
+        with self._lock:  # the other boards wait for the one compiling (their sessions pinged)
+            key = target_version(board_mpy)
+            if key not in self._plans:
+                try:
+                    self._plans[key] = plan_push(self.cfg.root, self.scan.files, self.cfg.get("mpyFiles", []),
+                                                 board_mpy)
+                except UotaError as e:  # a file that doesn't compile: every board hears it at once
+                    self._plans[key] = e
+            return self._plans[key]
 
     def result(self, session: Session) -> tuple[Scan, MpyPlan]:
         """The scan and the compile plan for the session's board, pinging the session while
@@ -101,13 +114,28 @@ class PlanAhead:
         on an authenticated session). Only this thread talks to the session."""
         while not self._done.wait(KEEPALIVE_S):
             session.ping()
-        board = session.info.mpy if session.info else 0
-        if target_version(self.board_mpy or 0) != target_version(board):  # guessed wrong: plan again
-            return PlanAhead(self.cfg, self.mode, board).result(session)
         if self._error is not None:
             raise self._error
-        assert self._got is not None
-        return self._got
+        board = session.info.mpy if session.info else 0
+        got: list[MpyPlan | Exception] = []
+
+        def plan() -> None:
+            try:
+                got.append(self._plan(board))
+            except Exception as e:  # noqa: BLE001  (raised again below)
+                got.append(e)
+
+        worker = threading.Thread(target=plan, name="uota-plan")
+        worker.start()  # done at once for a version planned already
+        while True:
+            worker.join(KEEPALIVE_S)
+            if not worker.is_alive():
+                break
+            session.ping()
+        if isinstance(got[0], Exception):
+            raise got[0]
+        assert self.scan is not None
+        return self.scan, got[0]
 
 
 def push(session: Session, cfg: Config, mode: str = "fast", version: str | None = None, wipe: bool = False,
@@ -119,7 +147,7 @@ def push(session: Session, cfg: Config, mode: str = "fast", version: str | None 
     staged files are discarded and the error says why. With `compress` (default: on slow
     links, i.e. serial), files go as raw deflate to devices that can inflate them, where
     that saves at least 10 %. `planned`: the scan and compile check, if already started
-    (for the same `cfg` and `mode`).
+    (for the same `cfg` and `mode`; pushes to a fleet share one).
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"mode must be 'fast' or 'full', not {mode!r}")

@@ -26,7 +26,8 @@ class SerialPortError(UotaError):
     """No usable serial port: missing, busy, ambiguous or not detected."""
 
 
-def _chip(vid: int | None, pid: int | None) -> str | None:
+def esp_bridge(vid: int | None, pid: int | None) -> str | None:
+    """The ESP32 USB chip these USB ids belong to (e.g. "CP210x"), or None."""
     if vid is None:
         return None
     return ESP_USB_IDS.get((vid, pid)) or ESP_USB_IDS.get((vid, None))
@@ -36,7 +37,7 @@ def candidates() -> list[tuple[str, str]]:
     """(device, description) of every connected port whose USB ids look like an ESP32 board."""
     found = []
     for p in list_ports.comports():
-        chip = _chip(p.vid, p.pid)
+        chip = esp_bridge(p.vid, p.pid)
         if chip:
             found.append((p.device, f"{chip} {p.vid:04x}:{p.pid:04x} {p.description or ''}".strip()))
     return sorted(found)

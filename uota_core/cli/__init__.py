@@ -17,7 +17,7 @@ _COMMANDS = {
     "sim": ("sim", "sim"), "terminal": ("terminal", "terminal"), "init": ("project", "init"),
     "keygen": ("project", "keygen"), "bootstrap": ("project", "bootstrap"), "info": ("ota", "info"),
     "fast": ("ota", "fast"), "full": ("ota", "full"), "version": ("ota", "version"),
-    "passwd": ("ota", "passwd"), "remoteio": ("remoteio", "remoteio"),
+    "passwd": ("ota", "passwd"), "remoteio": ("remoteio", "remoteio"), "list": ("fleet", "list_boards"),
 }
 
 

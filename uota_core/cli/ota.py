@@ -18,6 +18,7 @@ from uota_core.cli.common import (
     transfer_progress,
     transport_options,
 )
+from uota_core.cli.fleet import all_options, push_fleet
 
 # the engine loads when a command runs, not for `uota --help` (tests/test_cli_startup.py)
 if TYPE_CHECKING:
@@ -68,16 +69,11 @@ def _push(mode: str, host: str | None, port: int | str | None, transport: str | 
 
 def _wait_for_app(cfg: Config, transport: str | None, host: str | None, port: int | str | None,
                   result: PushResult) -> AppHealth:
-    """Ask the board how the app fares: RemoteIO over WiFi, the console over serial (asking
-    over the UART would stop the boot it asks about)."""
-    from uota_core.connect import open_remoteio, resolve_transport, serial_port
-    from uota_core.health import ConsoleQuery, RemoteIOQuery, wait_for_app
+    """Ask the board how the app fares (connect.app_query)."""
+    from uota_core.connect import app_query
+    from uota_core.health import wait_for_app
 
-    query: RemoteIOQuery | ConsoleQuery
-    if resolve_transport(cfg, transport, port) == "serial":
-        query = ConsoleQuery(serial_port(cfg, port), int(cfg.get("serialBaud", 115200)), result.release)
-    else:
-        query = RemoteIOQuery(lambda: open_remoteio(cfg, "wifi_tcp", host, None, timeout=3.0))
+    query = app_query(cfg, transport, host, port, result.release)
     healthy_after = float(cfg["healthyAfter"])
     try:
         with status_line(f"waiting for the app (healthyAfter {healthy_after:g}s)") as on_status:
@@ -117,10 +113,19 @@ def _report(result: PushResult, as_json: bool, verbose: bool = False) -> None:
 @wait_option
 @json_option
 @verbose_option
+@all_options
 @reports_errors
 def fast(host: str | None, port: int | None, transport: str | None, version: str | None, compress: bool | None,
-         wait: bool, as_json: bool, verbose: bool) -> None:
-    """Push the fastOtaFiles (app/ and config/ by default) that changed, then wait for the app."""
+         wait: bool, as_json: bool, verbose: bool, all_boards: bool, jobs: int, subnet: str | None, timeout: float,
+         match: str | None) -> None:
+    """Push the fastOtaFiles (app/ and config/ by default) that changed, then wait for the app.
+
+    With --all: to every board `uota list` finds, --jobs at once, one line per board; exit
+    status 0 only if all of them took it (and came up healthy)."""
+    if all_boards:
+        _only_all(host, port)
+        push_fleet("fast", transport, subnet, timeout, match, jobs, version, False, compress, wait, as_json)
+        return
     _push("fast", host, port, transport, version, False, compress, as_json, verbose, wait)
 
 
@@ -132,12 +137,26 @@ def fast(host: str | None, port: int | None, transport: str | None, version: str
 @wait_option
 @json_option
 @verbose_option
+@all_options
 @reports_errors
 def full(host: str | None, port: int | None, transport: str | None, version: str | None, wipe: bool,
-         compress: bool | None, wait: bool, as_json: bool, verbose: bool) -> None:
+         compress: bool | None, wait: bool, as_json: bool, verbose: bool, all_boards: bool, jobs: int,
+         subnet: str | None, timeout: float, match: str | None) -> None:
     """Push every managed file (fastOtaFiles + fullOtaFiles) that changed; delete dropped ones;
-    then wait for the app."""
+    then wait for the app. --all: to every board found, as for `uota fast --all`."""
+    if all_boards:
+        _only_all(host, port)
+        push_fleet("full", transport, subnet, timeout, match, jobs, version, wipe, compress, wait, as_json)
+        return
     _push("full", host, port, transport, version, wipe, compress, as_json, verbose, wait)
+
+
+def _only_all(host: str | None, port: int | str | None) -> None:
+    from uota_core.errors import UotaError
+
+    if host is not None or port is not None:
+        raise UotaError("--all pushes to every board found: drop --host/--port (or drop --all to push to one board; "
+                        "--match GLOB picks boards by name, id or address)")
 
 
 @click.command()

@@ -15,6 +15,7 @@ from uota_core.sim.console import Console
 from uota_core.sim.flash import FlashImage
 from uota_core.sim.network import AddressLease, MdnsAnnouncer
 from uota_core.sim.peripherals import BoardPeripherals
+from uota_core.sim.registry import register, unregister
 from uota_core.sim.rom import Panic, panic_of, reset_banner, signal_name
 from uota_core.sim.state import BoardState
 from uota_core.sim.defaults import DEFAULT_BAUD, DEFAULT_HEAP  # re-exported
@@ -84,6 +85,7 @@ class VirtualBoard(BoardPeripherals):
         self._state = BoardState(self.state_dir)
         self.flash: FlashImage | None = None
         self._started = False
+        self._registered: Path | None = None  # our entry in sim.registry
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -110,6 +112,8 @@ class VirtualBoard(BoardPeripherals):
             self._link_serial()
             if self._mdns_enabled:
                 self._mdns = MdnsAnnouncer(str(self._identity["hostname"]), self.host, {"id": self.uid, "board": "virtual"})
+            self._registered = register(self.uid, str(self._identity["hostname"]), self._uart.port, self.host,
+                                        self.state_dir)
             self._started = True
             if power_on:
                 self.power_on()
@@ -124,6 +128,9 @@ class VirtualBoard(BoardPeripherals):
             if self._vm:
                 self._vm.kill()
                 self._vm = None
+        if self._registered:
+            unregister(self._registered)
+            self._registered = None
         if self._mdns:
             self._mdns.close()
             self._mdns = None
