@@ -133,14 +133,18 @@ def first_push(project: Path, board: VirtualBoard, app_up: str = "app started", 
     wait_reachable(board.host, 2018)
 
 
+KNOWN_ADDRESSES = "/ota_known.json"  # updated by any proof of the password (uota.lobby)
+
+
 def flash_hashes(board: VirtualBoard) -> dict[str, str]:
-    """sha256 of every file on the board's flash, by absolute path."""
+    """sha256 of every file on the board's flash, by absolute path, but for the addresses
+    that proved the password: any authenticated session may update them."""
     assert board.flash is not None
-    return {p: hashlib.sha256(data).hexdigest() for p, data in board.flash.walk().items()}
+    return {p: hashlib.sha256(data).hexdigest() for p, data in board.flash.walk().items() if p != KNOWN_ADDRESSES}
 
 
 # The staging area and its index (the pending manifest): the only files a session may
-# change without committing.
+# change without committing (and the known addresses, which flash_hashes leaves out).
 STAGING = ("/ota_stage/", "/ota_pending.txt")
 
 
