@@ -123,9 +123,12 @@ def _acq_main():
         orphan = 1
         # Counted in the holder's CPU time, not the wall clock's: on a loaded machine a
         # holder that does not spin (an app importing at boot) can go unscheduled for
-        # 20 ms, and two threads then ran without a GIL (docs/reliability.md).
-        cpu0 = _others_cpu()
+        # 20 ms, and two threads then ran without a GIL (docs/reliability.md). Read only
+        # once G is found taken: every blocking call comes here, each UART byte read too.
+        cpu0 = -2
         while _own[0] != MAIN:
+            if cpu0 == -2:
+                cpu0 = _others_cpu()
             orphan &= _own[0] == 0
             if waited >= STARVE_MS and (orphan or cpu0 < 0 or waited >= STARVE_WALL_MS
                                         or (_others_cpu() - cpu0) * _TICK_MS > STARVE_MS):
