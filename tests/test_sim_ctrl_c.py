@@ -6,12 +6,16 @@ docs/reliability.md, "Flaky under load".
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from serial_helpers import enter_raw, open_port, raw_exec, read_until
 from uota_core.sim import VirtualBoard
+from uota_core.sim.vm import thread_cpu_s
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -100,4 +104,55 @@ def test_a_ctrl_c_in_a_blocking_call_never_leaves_the_gil_taken(fast_board: Virt
     measured, err = raw_exec(port, MEASURE, timeout=30)
     took = int(measured.split()[-1])
     assert not err and took < 500, f"100 blocking calls took {took} ms: {measured!r} {err!r}"
+    assert fast_board.panics == []
+
+
+STARVED_LOOP = (  # about 50 ms of computing (N iterations), then a wait: a Ctrl-C belongs in the wait
+    "import time\n"
+    "def work():\n"
+    "    x = 0\n"
+    "    for i in range(%d):\n"
+    "        x += i * i\n"  # line 5: interpreter work, where a Ctrl-C may not land
+    "while True:\n"
+    "    print('working')\n"  # the host's Ctrl-C comes now: 50 ms of computing before the wait
+    "    work()\n"
+    "    time.sleep_ms(20)\n"  # line 9: a safe wait
+)
+CALIBRATE = "x = 0\nfor i in range(300000):\n    x += i * i\n"
+
+
+def test_a_ctrl_c_waits_for_a_safe_point_however_little_cpu_the_vm_gets(fast_board: VirtualBoard) -> None:
+    """On a loaded machine the VM may get a fifth of a core. A Ctrl-C waited 100 ms of wall
+    time for the main thread to reach a safe wait, then raised it wherever the thread was:
+    in LittleFS, an import, the GC. Here the VM's main thread shares one core with three
+    busy loops (each in its own session, as the kernel's autogroups share a core by
+    session) at a lower priority; each Ctrl-C must still land in the wait, never in the
+    50 ms of computing before it (before the fix it landed there most times)."""
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    assert fast_board._vm is not None
+    vm = fast_board._vm.pid
+    # 50 ms of the VM's CPU time, by the kernel's count (the wall clock on a loaded CI lies)
+    cpu = thread_cpu_s(vm)
+    raw_exec(port, CALIBRATE)
+    per_iteration = (thread_cpu_s(vm) - cpu) / 300000
+    loop = (STARVED_LOOP % int(0.05 / per_iteration)).encode()
+    core = min(os.sched_getaffinity(0))
+    loads = [subprocess.Popen([sys.executable, "-c", "while 1: pass"], start_new_session=True) for _ in range(3)]
+    try:
+        for load in loads:
+            os.sched_setaffinity(load.pid, {core})
+        os.sched_setaffinity(vm, {core})  # the main thread's: the one a Ctrl-C goes to
+        os.setpriority(os.PRIO_PROCESS, vm, 10)
+        for i in range(10):
+            port.write(loop + b"\x04")
+            read_until(port, b"working", timeout=30)
+            port.write(b"\x03")
+            out = read_until(port, b"\x04>", timeout=30)
+            assert b"KeyboardInterrupt" in out, (i, out[-300:])
+            assert b"line 9" in out and b"line 5" not in out, (i, out[-300:])
+    finally:
+        for load in loads:
+            load.kill()
+            load.wait()
     assert fast_board.panics == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -51,14 +52,15 @@ def test_two_boards_listen_on_port_2018_side_by_side(tmp_path: Path) -> None:
 def test_hostname_resolves_through_zeroconf_on_loopback(tmp_path: Path) -> None:
     from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
-    with VirtualBoard(tmp_path / "m", name="mdns-board", baud=None) as board:
-        assert board.mdns_registered.wait(10), "board never finished its mDNS announcement"
+    name = f"mdns-board-{os.getpid()}"  # another run's board of the same name would make the probe fail
+    with VirtualBoard(tmp_path / "m", name=name, baud=None) as board:
+        assert board.mdns_registered.wait(10), f"board never finished its mDNS announcement: {board._mdns and board._mdns.error!r}"
         zc = Zeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
         try:
-            info = ServiceInfo("_uota._tcp.local.", "mdns-board._uota._tcp.local.")
+            info = ServiceInfo("_uota._tcp.local.", f"{name}._uota._tcp.local.")
             assert info.request(zc, 5000)
             assert info.parsed_addresses() == [board.host]
-            assert info.server == "mdns-board.local."
+            assert info.server == f"{name}.local."
             assert info.port == 2018
         finally:
             zc.close()

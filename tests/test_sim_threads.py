@@ -205,3 +205,73 @@ def test_ctrl_c_reaches_a_busy_main_thread_during_gil_hand_overs(fast_board: Vir
     # one KeyboardInterrupt a round: none printed and dropped by a callback
     since_raw = fast_board.console.split("raw REPL")[-1]
     assert since_raw.count("KeyboardInterrupt") == 10, since_raw[-1500:]
+
+
+HOLDER = """\
+import _thread, sys, time
+state = [0, 0, 0]  # the app holds G in work(), main's violations, works done
+def work():
+    x = 0
+    for i in range(%d):
+        x += i
+def app():
+    while state[2] < 20:
+        state[0] = 1
+        work()
+        state[0] = 0
+        state[2] += 1
+        time.sleep_ms(3)
+_thread.start_new_thread(app, ())
+print('threads up')
+sys.stdin.buffer.read(1)
+while state[2] < 20:
+    time.sleep_ms(1)  # gives G up; it takes G back, or runs without it
+    if state[0]:
+        state[1] += 1
+print('violations', state[1])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_main_thread_waits_for_a_holder_the_machine_does_not_run(fast_board: VirtualBoard) -> None:
+    """The main thread runs without the GIL beside a thread that spins without ever waiting
+    (an app's busy loop must not stop the OTA loop). It judged that by 20 ms of wall time,
+    so on a loaded machine it also did it beside an app thread that only went unscheduled
+    while holding the GIL (starting up: importing, writing flash), and two threads ran
+    without a GIL. Here the app thread holds it for 8 ms of computing at a time, 20 times,
+    on a core it shares with six busy loops at a lower priority: the main thread must never
+    find it in the middle (before the fix it did, about once per time)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from uota_core.sim.vm import thread_cpu_s
+
+    port = open_port(fast_board)
+    enter_raw(fast_board, port)
+    assert fast_board._vm is not None
+    vm = fast_board._vm.pid
+    cpu = thread_cpu_s(vm)
+    raw_exec(port, "x = 0\nfor i in range(300000):\n    x += i\n")
+    per_iteration = (thread_cpu_s(vm) - cpu) / 300000  # CPU time: the wall clock lies under load
+    port.write((HOLDER % int(0.008 / per_iteration)).encode() + b"\x04")
+    read_until(port, b"threads up", timeout=30)
+    core = min(os.sched_getaffinity(0))
+    loads = [subprocess.Popen([sys.executable, "-c", "while 1: pass"], start_new_session=True) for _ in range(6)]
+    try:
+        for load in loads:
+            os.sched_setaffinity(load.pid, {core})
+        for task in Path(f"/proc/{vm}/task").iterdir():
+            if int(task.name) != vm:  # the app thread (and the GIL's ticker): starved
+                os.sched_setaffinity(int(task.name), {core})
+                os.setpriority(os.PRIO_PROCESS, int(task.name), 10)
+        port.write(b"g")
+        out = read_until(port, b"\x04>", timeout=90)
+    finally:
+        for load in loads:
+            load.kill()
+            load.wait()
+    found = re.search(rb"violations (\d+)", out)
+    assert found, out[-300:]
+    assert int(found.group(1)) == 0, out[-300:]

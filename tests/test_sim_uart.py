@@ -134,3 +134,55 @@ def test_bytes_written_just_before_the_host_closes_the_port_still_reach_the_boar
         assert got == b"\r\x02", f"the board got {got!r} of what the host wrote before closing"
     finally:
         line.close()
+
+
+def _line_to_vm(line, host: "serial.Serial", data: bytes, expect: int) -> bytes:  # noqa: F821
+    """Write `data` from the host and read what reaches the VM's stdin until `expect`
+    bytes have come (or 10 s pass)."""
+    import os
+    import select
+
+    host.write(data)
+    host.flush()
+    got = b""
+    deadline = time.monotonic() + 10
+    while len(got) < expect and time.monotonic() < deadline:
+        if select.select([line.vm_stdin], [], [], 0.2)[0]:
+            got += os.read(line.vm_stdin, expect - len(got))
+    return got
+
+
+def test_the_receive_buffer_holds_4_kb_whatever_the_board_has_read_before() -> None:
+    """The board's 4 KB receive buffer must take any bytes that fit in it. It was a one-page
+    pipe, and Linux refuses a write that does not fit in what is left of the page even when
+    the pipe holds a few bytes: a slow VM lost whole chunks of a flow-controlled raw paste.
+    Here the VM has read 3,990 of 4,000 bytes; 1,000 more must all arrive."""
+    import serial
+
+    from uota_core.sim.uart import RX_BUFFER, UartLine
+
+    line = UartLine(None, on_board_output=lambda data: None, on_interrupt=lambda: True)
+    port = serial.Serial(line.port, 115200, timeout=0)
+    try:
+        first = bytes(range(97, 123)) * 160  # no Ctrl-C in it
+        assert _line_to_vm(line, port, first[:4000], 3990) == first[:3990]
+        # 10 bytes unread; wait until the line has handed over all 4,000
+        deadline = time.monotonic() + 10
+        while line.stats.to_board < 4000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert line.stats.to_board == 4000
+        second = b"0123456789" * 100
+        got = _line_to_vm(line, port, second, 1010)
+        assert got == first[3990:4000] + second, f"{1010 - len(got)} bytes lost"
+        assert line.stats.rx_overflow == 0
+        # And it is still 4 KB: what the board does not read beyond that is lost.
+        port.write(b"x" * (RX_BUFFER + 904))
+        port.flush()
+        deadline = time.monotonic() + 10
+        while line.stats.to_board + line.stats.rx_overflow < 4000 + 1000 + RX_BUFFER + 904:
+            assert time.monotonic() < deadline, line.stats
+            time.sleep(0.01)
+        assert line.stats.rx_overflow == 904
+    finally:
+        port.close()
+        line.close()

@@ -9,6 +9,7 @@ messages and serial bytes are handled in the order they were produced; the pipe'
 
 from __future__ import annotations
 
+import array
 import fcntl
 import os
 import random
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 F_SETPIPE_SZ = 1031
-PIPE_BUFFER = 4096  # the VM's UART RX buffer; bytes beyond it are lost, as on a board
+RX_BUFFER = 4096  # the VM's UART RX buffer; bytes beyond it are lost, as on a board
+TX_PIPE = 4096  # the VM's output pipe: its print() blocks once this much waits for the line
 TX_BACKLOG = 512  # bytes queued for the wire before the VM's print() blocks
 RX_BACKLOG = 64 * 1024  # host bytes queued before the host's write() blocks
 IDLE_POLL_MS = 50  # how often to look whether a client has opened the port
@@ -102,15 +104,18 @@ class UartLine:
         os.close(slave)
         os.set_blocking(self._master, False)
 
+        # The RX pipe keeps its default size (16 pages): its fill, not its size, plays the
+        # RX buffer (_write_board). A one-page pipe refuses a write that does not fit in
+        # what is left of its page even when it holds only a few unread bytes: it lost whole
+        # chunks of a raw paste that honoured the flow control (docs/reliability.md).
         self.vm_stdin, self._rx_w = os.pipe()
         self._tx_r, self.vm_stdout = os.pipe()
         for fd in (self._rx_w, self._tx_r):
             os.set_blocking(fd, False)
-        for fd in (self._rx_w, self._tx_r):
-            try:
-                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_BUFFER)
-            except OSError:
-                pass
+        try:
+            fcntl.fcntl(self._tx_r, F_SETPIPE_SZ, TX_PIPE)
+        except OSError:
+            pass
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -260,8 +265,11 @@ class UartLine:
     def _write_board(self, data: bytes) -> None:
         if not data:
             return
+        # Room in the RX buffer: RX_BUFFER less what the VM has not read yet (the VM only
+        # reads meanwhile, so this is never too much).
+        room = RX_BUFFER - _unread(self.vm_stdin)
         try:
-            n = os.write(self._rx_w, data)
+            n = os.write(self._rx_w, data[:max(0, room)]) if room > 0 else 0
         except BlockingIOError:
             n = 0
         self.stats.to_board += n
@@ -363,6 +371,13 @@ def _read_or_eof(fd: int) -> bytes | None:
         return b""
     except OSError:
         return None
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe, by its read end."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
 
 
 def _drain(fd: int) -> None:

@@ -151,8 +151,16 @@ def process_stat(pid: int) -> tuple[str, str, int] | None:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
-INTR_WAIT_S = 0.1  # a Ctrl-C waits at most this long for the VM's main thread to block
-INTR_POLL_S = 0.0002
+# How long a Ctrl-C waits for the VM's main thread to reach a safe wait (_WAITS) before it
+# is raised wherever the thread is. Counted in the thread's own CPU time, not the wall
+# clock's: on a loaded machine a VM may get 10 ms of CPU in 100 ms, and a wall-clock wait
+# raised the Ctrl-C inside LittleFS or an import before the VM had a chance to reach one.
+INTR_CPU_S = 0.1  # the thread ran this long without reaching a safe wait (a busy loop)
+INTR_BLOCKED_S = 0.1  # or sat this long blocked in a call that is not one (a lock, a read)
+INTR_MAX_S = 5.0  # or a machine so loaded the VM hardly runs: then wherever it is
+INTR_POLL_S = 0.0002  # the first look after this; then less often, up to INTR_POLL_MAX_S
+INTR_POLL_MAX_S = 0.004
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _tgkill(pid: int, sig: int) -> None:
@@ -174,6 +182,21 @@ _WAITS = {
     "x86_64": {7, 23, 35, 43, 230, 232, 270, 271, 281, 288},
     "aarch64": {22, 72, 73, 101, 115, 202, 242},
 }.get(os.uname().machine, set())
+
+
+def thread_cpu_s(pid: int) -> float:
+    """CPU time (s) the main thread of process `pid` has used (0.0 if it is gone)."""
+    task = f"/proc/{pid}/task/{pid}"
+    try:
+        return int(Path(f"{task}/schedstat").read_text().split()[0]) / 1e9  # ns, if the kernel keeps it
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        text = Path(f"{task}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime, in clock ticks
 
 
 def _stopped(pid: int) -> bool:
@@ -236,15 +259,26 @@ class VmProcess:
         of it, as a Ctrl-C at `time.sleep()` does). So the VM is stopped (SIGSTOP), its main
         thread's system call read while it can't move, and the SIGINT queued only if that
         is such a wait, then the VM continues and takes it there; else it continues and is
-        looked at again, for up to INTR_WAIT_S. Code that never waits (a busy loop) gets the
-        SIGINT then anyway. `armed()`, asked while the VM is stopped, says whether Ctrl-C
+        looked at again, until its main thread has run INTR_CPU_S without reaching one.
+        Code that never waits (a busy loop) gets the SIGINT then anyway. `armed()`, asked while the VM is stopped, says whether Ctrl-C
         still interrupts it: once the REPL or firmware turned it off (the unix port then
         leaves SIGINT at its default, which kills the VM), the Ctrl-C is dropped, as the
-        ESP32's pyexec clears a pending one when the code ends. Which waits are safe: _WAITS."""
+        ESP32's pyexec clears a pending one when the code ends. Which waits are safe: _WAITS;
+        how long a Ctrl-C waits for one: INTR_CPU_S and the limits beside it."""
         pid = self.proc.pid
-        deadline = time.monotonic() + INTR_WAIT_S
+        start = time.monotonic()
+        cpu0 = thread_cpu_s(pid)
+        blocked, was_blocked, last, gap = 0.0, False, start, INTR_POLL_S
         try:
-            while self.alive() and time.monotonic() < deadline:
+            while self.alive():
+                now = time.monotonic()
+                stat = process_stat(pid)  # before the stop: asleep in the kernel, or running?
+                asleep = stat is not None and stat[1] in "SD"
+                blocked += now - last if asleep and was_blocked else 0.0
+                was_blocked, last = asleep, now
+                if (thread_cpu_s(pid) - cpu0 >= INTR_CPU_S or blocked >= INTR_BLOCKED_S
+                        or now - start >= INTR_MAX_S):
+                    break
                 os.kill(pid, signal.SIGSTOP)
                 try:
                     if _stopped(pid):
@@ -255,7 +289,10 @@ class VmProcess:
                             return
                 finally:
                     os.kill(pid, signal.SIGCONT)
-                time.sleep(INTR_POLL_S)
+                # let it run between looks: each look stops it, and on a loaded machine
+                # frequent looks would leave it no time to reach a wait at all
+                time.sleep(gap)
+                gap = min(2 * gap, INTR_POLL_MAX_S)
             if self.alive() and armed():
                 _tgkill(pid, signal.SIGINT)
         except ProcessLookupError:
