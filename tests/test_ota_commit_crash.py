@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -127,23 +127,33 @@ def cut_after(monkeypatch: pytest.MonkeyPatch):
     return arm
 
 
+def commit_cut_at(device: ModuleType, root: Path, k: int, cut_after: Callable[[int | None], None],
+                  prepare: Callable[[Path], None] | None = None) -> bool:
+    """The old set installed, the new one staged (and `prepare(root)`), then a commit with
+    the power cut after write `k`; True if the commit completed before the cut."""
+    for child in root.iterdir():
+        _rmtree(child)
+    install_old(root)
+    stage_new(root)
+    if prepare:
+        prepare(root)
+    cut_after(k)
+    try:
+        device.commit.begin("new", 2, False)
+        return True
+    except PowerCut:
+        return False
+    finally:
+        cut_after(None)
+
+
 def test_a_commit_cut_at_any_write_boots_into_exactly_the_old_or_the_new_set(
         device: ModuleType, tmp_path: Path, cut_after) -> None:
     root = tmp_path / "flash"
     outcomes = []
     k = 0
     while True:
-        for child in root.iterdir():
-            _rmtree(child)
-        install_old(root)
-        stage_new(root)
-        cut_after(k)
-        try:
-            device.commit.begin("new", 2, False)
-            completed = True
-        except PowerCut:
-            completed = False
-        cut_after(None)
+        completed = commit_cut_at(device, root, k, cut_after)
         device.commit.apply()  # the next boot finishes a journaled commit
         result = state(root)
         assert result in ("old", "new"), f"cut at write {k}: {result}"
@@ -167,22 +177,15 @@ def test_the_earlier_backup_goes_aside_whole_and_the_next_boot_clears_it(
     /ota_prev_old/; after a finished commit /ota_prev/ holds exactly this commit's backup."""
     root = tmp_path / "flash"
     earlier = {"app/a.py": "A0", "app/x.py": "X0"}  # an earlier push's backup
-    k = 0
-    while True:
-        for child in root.iterdir():
-            _rmtree(child)
-        install_old(root)
-        stage_new(root)
+
+    def earlier_backup(root: Path) -> None:
         for rel, text in earlier.items():
             write(root, "ota_prev/" + rel, text)
         write(root, "ota_prev/.manifest.txt", "".join(f"{p}:{sha(t)}\n" for p, t in sorted(earlier.items())))
-        cut_after(k)
-        try:
-            device.commit.begin("new", 2, False)
-            completed = True
-        except PowerCut:
-            completed = False
-        cut_after(None)
+
+    k = 0
+    while True:
+        completed = commit_cut_at(device, root, k, cut_after, earlier_backup)
         aside = root / "ota_prev_old"
         if aside.exists():  # never half of it
             assert {p: (aside / p).read_text() for p in earlier} == earlier, f"cut at write {k}"
