@@ -21,6 +21,7 @@ import time as _time
 import select as _select
 import _thread as _th
 import micropython as _upy
+import simcpu  # first: it opens /proc before the flash is mounted over the host's files
 import simio
 import simrepl
 
@@ -47,61 +48,8 @@ def _noop():
 
 STARVE_MS = 20  # the main thread waits until G's holder has run this long, then runs without it
 STARVE_WALL_MS = 2000  # or this long in all (the CPU time can't be read)
-# USER_HZ: /proc counts CPU time in 10 ms ticks, and the others' time is a difference of
-# two counts, so it is off by up to a tick or two: "more than STARVE_MS" is 3 ticks counted
-_TICK_MS = 10
-
-
-def _open_stat(path):
-    # now, while the host's filesystem is still mounted (firmware.py mounts the flash
-    # over it later); a procfs file reads afresh from offset 0
-    try:
-        return open(path, "rb")
-    except Exception:
-        return None
-
-
-_stat_all = _open_stat("/proc/self/stat")  # the whole process
-_stat_main = _open_stat("/proc/thread-self/stat")  # this thread: the main one
-_sbuf = bytearray(1024)
-
-
-def _cpu(f):
-    # utime + stime (fields 14 and 15) in ticks; -1 if unknown. No allocation: the main
-    # thread may wait for G with the heap locked.
-    if f is None:
-        return -1
-    try:
-        f.seek(0)
-        n = f.readinto(_sbuf)
-    except Exception:
-        return -1
-    i = n - 1
-    while i > 0 and _sbuf[i] != 41:  # the ")" that ends the command name (field 2)
-        i -= 1
-    field = 2
-    v = 0
-    total = 0
-    while i + 1 < n:
-        i += 1
-        c = _sbuf[i]
-        if c == 32:
-            if field == 14:
-                total = v
-            elif field == 15:
-                return total + v
-            field += 1
-            v = 0
-        elif 48 <= c <= 57:
-            v = v * 10 + c - 48
-    return -1
-
-
-def _others_cpu():
-    # CPU ticks used by the threads other than the main one (G's holder among them)
-    a = _cpu(_stat_all)
-    m = _cpu(_stat_main)
-    return -1 if a < 0 or m < 0 else a - m
+_TICK_MS = simcpu.TICK_MS
+_others_cpu = simcpu.others
 
 
 _MINE = ([0], _own)  # indexed by whether G was got: where MAIN is written
