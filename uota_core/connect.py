@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from uota_core.config import Config
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, HANDSHAKE_TRIES, Link, LinkError, LinkTimeout
+from uota_core.link import DEFAULT_TIMEOUT, HANDSHAKE_TRIES, Link, handshaken
 from uota_core.session import Session
 
 if TYPE_CHECKING:  # loaded by open_remoteio: a push without the health wait never needs it
@@ -87,20 +87,8 @@ def open_session(cfg: Config, transport: str | None = None, host: str | None = N
                  timeout: float = DEFAULT_TIMEOUT) -> Session:
     """A connected, authenticated OTA session."""
     tries = HANDSHAKE_TRIES if resolve_transport(cfg, transport, port) == "wifi_tcp" else 1
-    for tried in range(1, tries + 1):
-        session = Session(open_link(cfg, transport, host, port, timeout), cfg.password, cfg.signing_key,
-                          cfg.key_cache)
-        try:
-            session.open()
-            return session
-        except LinkError as e:
-            session.close()
-            if tried == tries or isinstance(e, LinkTimeout):
-                raise
-        except BaseException:
-            session.close()
-            raise
-    raise AssertionError("unreachable")
+    return handshaken(tries, lambda: Session(open_link(cfg, transport, host, port, timeout), cfg.password,
+                                             cfg.signing_key, cfg.key_cache), Session.open)
 
 
 def wait_reachable(host: str, port: int, timeout: float = 15.0) -> None:

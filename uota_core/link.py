@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from uota_core.errors import UotaError
 
@@ -57,6 +58,28 @@ class Closing:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+C = TypeVar("C", bound=Closing)
+
+
+def handshaken(tries: int, connect: Callable[[], C], handshake: Callable[[C], object]) -> C:
+    """`connect()`, then `handshake(conn)`: a connection lost before its handshake ends (not
+    one that timed out) is opened again, `tries` times in all (HANDSHAKE_TRIES over TCP).
+    The connection is closed on any failure."""
+    for tried in range(1, tries + 1):
+        conn = connect()
+        try:
+            handshake(conn)
+            return conn
+        except LinkError as e:
+            conn.close()
+            if tried == tries or isinstance(e, LinkTimeout):
+                raise
+        except BaseException:
+            conn.close()
+            raise
+    raise ValueError(f"tries must be at least 1, not {tries}")
 
 
 class Link(Closing, ABC):

@@ -20,7 +20,8 @@ from typing import Any
 
 from uota_core.auth import MAX_ITERATIONS, MIN_ITERATIONS, proven_key
 from uota_core.errors import UotaError
-from uota_core.link import DEFAULT_TIMEOUT, HANDSHAKE_TRIES, START_TIMEOUT, Closing, Link, LinkClosed, LinkError, LinkTimeout
+from uota_core.link import (DEFAULT_TIMEOUT, HANDSHAKE_TRIES, START_TIMEOUT, Closing, Link, LinkClosed, LinkError,
+                            LinkTimeout, handshaken)
 from uota_core.seal import PROTO, RecordError, SessionKeys, hello_sum, proof
 from uota_core.session import REBOOTSTRAP, AuthError, older_stack
 from uota_core.tcp import REMOTEIO_PORT, TcpLink
@@ -50,19 +51,13 @@ class RemoteIOClient(Closing):
         self.device_id = ""
         self.sealed = False  # frames travel in records (the device has a password)
         self.key_cache = key_cache  # a project's derived keys (auth.proven_key)
+
+        def handshake(opened: Link) -> None:
+            self.link = opened
+            self._handshake(password)
+
         tries = HANDSHAKE_TRIES if link is None else 1  # a link given is the caller's to open again
-        for tried in range(1, tries + 1):
-            self.link = link or TcpLink(host, port, timeout=timeout)
-            try:
-                self._handshake(password)
-                return
-            except LinkError as e:
-                self.link.close()
-                if tried == tries or isinstance(e, LinkTimeout):
-                    raise
-            except BaseException:
-                self.link.close()
-                raise
+        handshaken(tries, lambda: link or TcpLink(host or "", port, timeout=timeout), handshake)
 
     def _handshake(self, password: str) -> None:
         """Read the device's hello; answer its challenge if it has a password."""
