@@ -92,14 +92,13 @@ def evictee(lobby, peer, waiting):
     for c in side:
         n[c.peer] = n.get(c.peer, 0) + 1
     most = max(n.values())
-    src = peer if n.get(peer, 0) + 1 >= most else None
-    if src is None:
+    if n.get(peer, 0) + 1 >= most:  # its own address on a tie; holding none: any address
+        src = peer if peer in n else None
+    else:
         for c in side:
             if n[c.peer] == most:
                 src = c.peer
                 break
-    if src is not None and src not in n:
-        src = None  # the newcomer's own address holds none: any address may give one up
     victim, longest = None, -2
     for c in side:
         if src is None or c.peer == src:
